@@ -1,0 +1,99 @@
+"""``tfagg train``: train a ResNet18 preset with Keras ``fit`` and cache it.
+
+Training uses Adam with a cosine-decayed learning rate and sparse categorical cross-entropy on
+logits. Everything is seeded (``keras.utils.set_random_seed`` + the data generator's seed); on a
+multi-threaded CPU, TensorFlow's reductions are not bit-deterministic, so two runs agree in accuracy
+to a fraction of a percent rather than bit for bit.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from tfagg.models.presets import get_preset
+from tfagg.models.resnet18 import resnet18
+from tfagg.models.zoo import model_dir, save_model
+
+
+def _synth_sign_data(preset, seed, train_images, batch_size):
+    from tfagg.data.synth_signs import load_synth_signs, synth_signs_tf_dataset
+
+    train = synth_signs_tf_dataset("train", train_images, preset.input_size, seed, batch_size)
+    val = load_synth_signs("val", 1000, preset.input_size, seed)
+    test = load_synth_signs("test", 2000, preset.input_size, seed)
+    return train, (val.images, val.labels), (test.images, test.labels)
+
+
+def _gtsrb_data(preset, seed, data_dir, batch_size):
+    import tensorflow as tf
+
+    from tfagg.data.gtsrb import load_gtsrb
+
+    if data_dir is None:
+        raise ValueError("the 'gtsrb' preset needs `data_dir`: the folder holding the official GTSRB archives")
+    train = load_gtsrb(data_dir, split="train", n=None, seed=seed, image_size=preset.input_size)
+    test = load_gtsrb(data_dir, split="test", n=None, seed=seed, image_size=preset.input_size)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(train))
+    n_val = max(1, len(train) // 20)
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    ds = tf.data.Dataset.from_tensor_slices((train.images[train_idx], train.labels[train_idx]))
+    ds = ds.shuffle(len(train_idx), seed=seed).batch(batch_size).prefetch(2)
+    return ds, (train.images[val_idx], train.labels[val_idx]), (test.images, test.labels)
+
+
+def evaluate_accuracy(model, images, labels, batch_size: int = 256) -> float:
+    from tfagg.batching import ModelRunner
+
+    runner = ModelRunner(model, batch_size=batch_size, score="logit")
+    pred = np.argmax(runner.outputs(images).numpy(), axis=1)
+    return float(np.mean(pred == np.asarray(labels)))
+
+
+def train_model(preset: str = "synth-signs", seed: int = 0, out_dir=None, epochs: int | None = None,
+                train_images: int | None = None, data_dir=None, progress: bool = True):
+    """Train ``preset`` and save it (atomically) to ``out_dir``; return ``(model, card)``."""
+    import keras
+
+    p = get_preset(preset)
+    if p.dataset == "imagenet":
+        raise ValueError("the 'imagenet' preset is not trained here: convert torchvision weights with "
+                         "`tfagg convert-weights` (see README)")
+    epochs = p.epochs if epochs is None else int(epochs)
+    if epochs < 1:
+        raise ValueError(f"`epochs` must be >= 1; got {epochs}")
+    keras.utils.set_random_seed(seed)
+    if p.dataset == "synth-signs":
+        n_train = p.train_images if train_images is None else int(train_images)
+        if n_train < p.batch_size:
+            raise ValueError(f"`train_images` must be >= the batch size {p.batch_size}; got {n_train}")
+        train, val, test = _synth_sign_data(p, seed, n_train, p.batch_size)
+        steps = n_train // p.batch_size
+    else:
+        train, val, test = _gtsrb_data(p, seed, data_dir, p.batch_size)
+        steps = int(train.cardinality())
+    model = resnet18(p.num_classes, p.input_size, p.width, p.stem, name=f"resnet18_{p.name.replace('-', '_')}")
+    schedule = keras.optimizers.schedules.CosineDecay(p.learning_rate, decay_steps=max(1, epochs * steps))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    t0 = time.time()
+    model.fit(train, epochs=epochs, validation_data=val, verbose=1 if progress else 0)
+    train_seconds = time.time() - t0
+    accuracy = evaluate_accuracy(model, *test)
+    card = {
+        "preset": p.as_dict(),
+        "seed": seed,
+        "epochs": epochs,
+        "test_accuracy": accuracy,
+        "test_images": int(len(test[1])),
+        "train_seconds": round(train_seconds, 1),
+        "tfagg_version": __import__("tfagg").__version__,
+    }
+    if out_dir is None:
+        out_dir = model_dir(preset, seed)
+    save_model(model, card, out_dir)
+    return model, card
