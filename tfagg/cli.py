@@ -57,12 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="model directory (default: $TFAGG_HOME/models/imagenet-seed0)")
     p.set_defaults(func=_cmd_convert)
 
-    try:
-        from tfagg.experiment.cli import add_experiment_commands
-    except ImportError:  # experiment pipeline not installed in this build
-        pass
-    else:
-        add_experiment_commands(sub)
+    from tfagg.experiment.cli import add_experiment_commands
+
+    add_experiment_commands(sub)
     return parser
 
 

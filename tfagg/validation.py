@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 
-def _to_numpy(x, name: str) -> np.ndarray:
+def to_numpy(x, name: str) -> np.ndarray:
     try:
         return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
     except Exception as exc:  # pragma: no cover - exotic inputs
@@ -20,7 +20,7 @@ def _to_numpy(x, name: str) -> np.ndarray:
 
 def check_images(images, name: str = "images", value_range=(0.0, 1.0)) -> np.ndarray:
     """Return ``images`` as float32 ``(N, H, W, 3)`` in [0, 1], or raise ``ValueError``."""
-    arr = _to_numpy(images, name)
+    arr = to_numpy(images, name)
     if arr.ndim == 3 and arr.shape[-1] == 3:
         raise ValueError(
             f"`{name}` must be a batch of shape (N, H, W, 3); got a single image of shape "
@@ -47,7 +47,7 @@ def check_images(images, name: str = "images", value_range=(0.0, 1.0)) -> np.nda
 
 def check_labels(labels, n: int, num_classes: int | None, name: str = "labels") -> np.ndarray:
     """Return ``labels`` as int32 of shape ``(n,)``; a scalar is broadcast to all ``n`` images."""
-    arr = _to_numpy(labels, name)
+    arr = to_numpy(labels, name)
     if arr.ndim == 0:
         arr = np.full((n,), arr)
     if arr.ndim != 1 or arr.shape[0] != n:
@@ -67,7 +67,7 @@ def check_labels(labels, n: int, num_classes: int | None, name: str = "labels") 
 
 def check_maps(maps, shape_nhw=None, name: str = "saliency") -> np.ndarray:
     """Return attribution maps as float32 ``(N, H, W)``; NaN/inf and mismatched shapes raise."""
-    arr = _to_numpy(maps, name)
+    arr = to_numpy(maps, name)
     if arr.ndim != 3:
         raise ValueError(f"`{name}` must have shape (N, H, W); got {arr.shape}")
     if shape_nhw is not None and tuple(arr.shape) != tuple(shape_nhw):
