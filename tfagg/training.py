@@ -75,7 +75,10 @@ def train_model(preset: str = "synth-signs", seed: int = 0, out_dir=None, epochs
         train, val, test = _gtsrb_data(p, seed, data_dir, p.batch_size)
         steps = max(1, int(train.cardinality()))
     model = resnet18(p.num_classes, p.input_size, p.width, p.stem, name=f"resnet18_{p.name.replace('-', '_')}")
-    schedule = keras.optimizers.schedules.CosineDecay(p.learning_rate, decay_steps=max(1, epochs * steps))
+    total = max(1, epochs * steps)
+    # Linear warm-up over the first 10 % of steps, then cosine decay to zero.
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - total // 10, warmup_target=p.learning_rate, warmup_steps=total // 10)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -40,7 +40,7 @@ class ModelPreset:
 PRESETS = {
     "synth-signs": ModelPreset(
         name="synth-signs", dataset="synth-signs", num_classes=43, input_size=64, width=16, stem="imagenet",
-        train_images=24000, epochs=6, batch_size=64, learning_rate=2e-3,
+        train_images=20000, epochs=3, batch_size=64, learning_rate=3e-3,
     ),
     "gtsrb": ModelPreset(
         name="gtsrb", dataset="gtsrb", num_classes=43, input_size=128, width=64, stem="imagenet",
