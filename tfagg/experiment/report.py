@@ -28,7 +28,7 @@ PRETTY = {
     "igos_pp": "iGOS++", "rise": "RISE", "average": "Average", "rbm": "RBM", "var": "VAR", "ucb": "UCB",
     "percentile": "Percentile", "pi": "PI", "ei": "EI", "ci": "CI", "api": "API", "aei": "AEI",
 }
-SWEEP_FIGURES = [("percentile", "k", 5), ("ucb", "eps", 6), ("pi", "eps", 7), ("ei", "eps", 8), ("var", "eps", 9)]
+SWEEP_FIGURES = [("percentile", "k", 5), ("ucb", "epsilon", 6), ("pi", "epsilon", 7), ("ei", "epsilon", 8), ("var", "epsilon", 9)]
 
 
 def _plt():
