@@ -28,7 +28,7 @@ def offline_home(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("tfagg_home")
     train_model("synth-signs", seed=0, out_dir=model_dir("synth-signs", 0, root=home / "models"),
-                epochs=2, train_images=8000, progress=False)
+                epochs=3, train_images=12000, progress=False)
     return home
 
 

@@ -96,7 +96,8 @@ def test_resumed_run_equals_uninterrupted_run(model_dir, full_run, tmp_path):
     assert not first["complete"]
     # A corrupt ensemble of an unfinished image must be recomputed, not used.
     data = generate_signs(3, resolution=32, seed=3, split="test")
-    bad = ensemble_path(tmp_path, data.ids[1])
+    ensemble_id = json.loads((tmp_path / "identity.json").read_text())["ensemble_id"]
+    bad = ensemble_path(tmp_path, data.ids[1], ensemble_id)
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_bytes(b"PK\x03\x04 truncated")
     run_pipeline(cfg, tmp_path, progress=False)
@@ -146,11 +147,32 @@ def test_rows_of_two_configs_never_mix(model_dir, tmp_path):
     a = tiny_config(model_dir, n_images=1, ablation=False)
     b = tiny_config(model_dir, n_images=1, ablation=False, seed=4)
     run_pipeline(a, tmp_path, progress=False)
+    id_a = json.loads((tmp_path / "identity.json").read_text())["config_id"]
     run_pipeline(b, tmp_path, progress=False, allow_config_change=True)
+    id_b = json.loads((tmp_path / "identity.json").read_text())["config_id"]
     conn = sqlite3.connect(str(tmp_path / "results.sqlite"))
     ids = {r[0] for r in conn.execute("SELECT DISTINCT config_id FROM scores")}
     conn.close()
-    assert ids == {a.fingerprint(), b.fingerprint()}
+    assert id_a != id_b and ids == {id_a, id_b}
+
+
+def test_other_model_weights_are_refused(model_dir, full_run, tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    other = tmp_path / "other_model"
+    save_model(resnet18(43, 32, 4, "imagenet"), {"test_accuracy": None}, other)
+    with pytest.raises(ConfigMismatchError, match="model weights"):
+        run_pipeline(tiny_config(model_dir, weights=str(other)), full_run, progress=False)
+
+
+def test_map_keys_are_canonical():
+    from tfagg.experiment.maps import aggregate_spec
+
+    assert aggregate_spec("percentile", k=25).key == aggregate_spec("percentile").key
+    assert aggregate_spec("average", members=("rise", "gradcam")).key == \
+        aggregate_spec("average", members=("gradcam", "rise")).key
+    assert aggregate_spec("ucb", members=BASE_METHODS[::-1]).key == aggregate_spec("ucb").key
 
 
 def test_ensemble_store_detects_corruption(tmp_path):

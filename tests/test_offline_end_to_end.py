@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tfagg.data import load_synth_signs
-from tfagg.experiment.config import BASE_METHODS
+from tfagg.experiment.config import BASE_METHODS, offline_explainers
 from tfagg.explainers import EXPLAINERS
 
 
@@ -25,12 +25,18 @@ def test_offline_model_classifies_the_signs(offline_model, signs):
 def test_attribution_mass_lands_on_the_sign(offline_model, signs, method):
     """More attribution mass (|a|) falls inside the ground-truth sign mask than the mask's share of the image."""
     model, _ = offline_model
-    idx = np.arange(4)
+    idx = np.arange(8)
     images, labels, masks = signs.images[idx], signs.labels[idx], signs.masks[idx]
-    maps = EXPLAINERS[method](model, batch_size=128)(images, labels)
+    # The offline preset's settings (Appendix A; GradCAM on stage3, see offline_explainers).
+    maps = EXPLAINERS[method](model, batch_size=128, **offline_explainers()[method])(images, labels)
     assert maps.shape == masks.shape and maps.dtype == np.float32
     mass = np.abs(maps)
-    inside = (mass * masks).sum(axis=(1, 2)) / mass.sum(axis=(1, 2))
-    share = masks.mean(axis=(1, 2))
+    total = mass.sum(axis=(1, 2))
+    # GradCAM's ReLU can legitimately zero a whole map (no positively contributing region); such
+    # maps carry no location and are left out, but most maps must have mass.
+    has_mass = total > 0
+    assert has_mass.sum() >= 6, (method, total)
+    inside = (mass * masks).sum(axis=(1, 2))[has_mass] / total[has_mass]
+    share = masks.mean(axis=(1, 2))[has_mass]
     assert np.mean(inside - share) > 0.05, (method, inside, share)
-    assert np.sum(inside > share) >= 3, (method, inside, share)
+    assert np.mean(inside > share) >= 0.75, (method, inside, share)

@@ -56,9 +56,16 @@ def base_spec(method: str) -> MapSpec:
 
 def aggregate_spec(aggregation: str, normalization: str = TABLE1_NORMALIZATION, members=BASE_METHODS,
                    **overrides) -> MapSpec:
-    hp = dict(DEFAULT_HYPERPARAMETERS.get(aggregation, {}))
+    """The spec of an aggregation; equal maps get equal keys (k=25 and k=25.0; any member order)."""
+    defaults = DEFAULT_HYPERPARAMETERS.get(aggregation, {})
+    hp = dict(defaults)
     hp.pop("seed", None)  # RBM's seed is the image's seed (set in build_maps), not a hyperparameter
-    hp.update(overrides)
+    for name, value in overrides.items():
+        default = defaults.get(name)
+        hp[name] = type(default)(value) if isinstance(default, (int, float)) and not isinstance(default, bool) else value
+    if aggregation != "rbm":  # every other aggregation is symmetric in its members
+        chosen = set(members)
+        members = tuple(m for m in BASE_METHODS if m in chosen)
     return MapSpec(kind="aggregate", normalization=normalization, aggregation=aggregation,
                    hyperparameters=tuple(sorted(hp.items())), members=tuple(members))
 

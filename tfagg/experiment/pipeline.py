@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tfagg.experiment.config import BASE_METHODS, RunConfig
+from tfagg.experiment.config import BASE_METHODS, RunConfig, run_identity
 from tfagg.experiment.maps import ablation_specs, build_maps, phase1_specs
 from tfagg.experiment.store import ResultsStore, load_ensemble, save_ensemble
 from tfagg.random import derive_seed
 
 CONFIG_FILE = "config.json"
+IDENTITY_FILE = "identity.json"
 DB_FILE = "results.sqlite"
 
 
@@ -29,22 +30,43 @@ class ConfigMismatchError(ValueError):
     pass
 
 
-def prepare_run_dir(run_dir, config: RunConfig, allow_config_change: bool = False) -> Path:
-    """Create ``run_dir`` or check that it belongs to ``config``; refuse a changed config unless allowed."""
+def prepare_run_dir(run_dir, config: RunConfig, identity: dict, allow_config_change: bool = False) -> Path:
+    """Create ``run_dir`` or check that it belongs to this run; refuse a changed one unless allowed.
+
+    A run is identified by its configuration, the explained model's weights and the tfagg version
+    (:func:`tfagg.experiment.config.run_identity`): resuming with another model would mix results.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / CONFIG_FILE
-    if path.exists():
-        old = RunConfig.from_dict(json.loads(path.read_text()))
-        if old.fingerprint() != config.fingerprint() and not allow_config_change:
+    cfg_path, id_path = run_dir / CONFIG_FILE, run_dir / IDENTITY_FILE
+    if cfg_path.exists() and id_path.exists() and not allow_config_change:
+        old = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+        old_id = json.loads(id_path.read_text())
+        if old_id.get("config_id") != identity["config_id"]:
             changed = sorted(k for k, v in config.to_dict().items() if old.to_dict().get(k) != v and k != "data_dir")
+            if old_id.get("model_sha256") != identity["model_sha256"]:
+                changed.append("model weights")
+            if old_id.get("tfagg_version") != identity["tfagg_version"]:
+                changed.append("tfagg version")
             raise ConfigMismatchError(
                 f"run directory {run_dir} holds a run with another configuration (changed: {changed}). "
                 "Use another --out directory, or pass --allow-config-change to add a run with the new "
                 "configuration beside the old one (rows never mix: each carries its config id)."
             )
-    path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    cfg_path.write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+    id_path.write_text(json.dumps(identity, indent=2, sort_keys=True))
     return run_dir
+
+
+def read_run(run_dir):
+    """``(config, identity)`` of the run most recently written to ``run_dir``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file() or not (run_dir / IDENTITY_FILE).is_file() \
+            or not (run_dir / DB_FILE).is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not a tfagg run directory (expected {CONFIG_FILE}, {IDENTITY_FILE} and {DB_FILE})")
+    config = RunConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    return config, json.loads((run_dir / IDENTITY_FILE).read_text())
 
 
 def load_dataset(config: RunConfig):
@@ -145,14 +167,15 @@ def run_pipeline(config: RunConfig, run_dir, allow_config_change: bool = False, 
     from tfagg.batching import ModelRunner
 
     config.validate()
-    run_dir = prepare_run_dir(run_dir, config, allow_config_change)
-    config_id = config.fingerprint()
-    store = ResultsStore(run_dir / DB_FILE)
-    store.register_config(config_id, config.to_dict())
     t_start = time.time()
+    data = data if data is not None else load_dataset(config)
+    model = model if model is not None else load_run_model(config, progress)
+    identity = run_identity(config, model)
+    run_dir = prepare_run_dir(run_dir, config, identity, allow_config_change)
+    config_id, ensemble_id = identity["config_id"], identity["ensemble_id"]
+    store = ResultsStore(run_dir / DB_FILE)
+    store.register_config(config_id, {"config": config.to_dict(), **identity})
     try:
-        data = data if data is not None else load_dataset(config)
-        model = model if model is not None else load_run_model(config, progress)
         runner = ModelRunner(model, batch_size=min(config.batch_size, 256), score="probability")
         probs = runner.outputs(data.images).numpy()
         targets = probs.argmax(1) if config.target == "predicted" else np.asarray(data.labels)
@@ -167,11 +190,11 @@ def run_pipeline(config: RunConfig, run_dir, allow_config_change: bool = False, 
                 return {"run_dir": str(run_dir), "complete": False}
             image_id = data.ids[i]
             seed = derive_seed(config.seed, image_id)
-            ens = load_ensemble(run_dir, image_id, BASE_METHODS, config_id)
+            ens = load_ensemble(run_dir, image_id, BASE_METHODS, ensemble_id)
             if ens is None:
                 explainers = explainers or make_explainers(model, config)
                 ens = compute_ensemble(explainers, data.images[i], int(targets[i]), seed)
-                save_ensemble(run_dir, image_id, ens, BASE_METHODS, config_id)
+                save_ensemble(run_dir, image_id, ens, BASE_METHODS, ensemble_id)
             maps = build_maps(ens, specs1, seed=seed)
             _score_image(model, config, data.images[i], int(targets[i]), specs1, maps, image_id, i,
                          int(data.labels[i]), float(probs[i, targets[i]]), store, config_id, "phase1")
@@ -185,11 +208,11 @@ def run_pipeline(config: RunConfig, run_dir, allow_config_change: bool = False, 
                     return {"run_dir": str(run_dir), "complete": False}
                 image_id = data.ids[i]
                 seed = derive_seed(config.seed, image_id)
-                ens = load_ensemble(run_dir, image_id, BASE_METHODS, config_id)
+                ens = load_ensemble(run_dir, image_id, BASE_METHODS, ensemble_id)
                 if ens is None:  # corrupted since phase 1: recompute, never use it silently
                     explainers = explainers or make_explainers(model, config)
                     ens = compute_ensemble(explainers, data.images[i], int(targets[i]), seed)
-                    save_ensemble(run_dir, image_id, ens, BASE_METHODS, config_id)
+                    save_ensemble(run_dir, image_id, ens, BASE_METHODS, ensemble_id)
                 maps = build_maps(ens, specs2, seed=seed)
                 _score_image(model, config, data.images[i], int(targets[i]), specs2, maps, image_id, i,
                              int(data.labels[i]), float(probs[i, targets[i]]), store, config_id, "ablation")

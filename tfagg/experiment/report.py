@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 from tfagg.experiment.config import BASE_METHODS, RunConfig
 from tfagg.experiment.maps import NORMALIZATIONS, aggregate_spec, base_spec
 from tfagg.experiment.store import ResultsStore
+from tfagg.random import derive_seed
 
 PRETTY = {
     "smoothgrad": "SmoothGrad", "integrated_gradients": "Integrated Gradients",
@@ -189,7 +189,7 @@ def _ablation_plot(plt, store, config_id, path):
     plt.close(fig)
 
 
-def _example_figures(plt, run_dir: Path, config_id: str, out: Path):
+def _example_figures(plt, run_dir: Path, config: RunConfig, ensemble_id: str, out: Path):
     from tfagg.aggregate import TABLE1_METHODS
     from tfagg.experiment.maps import build_maps
     from tfagg.experiment.store import load_ensemble
@@ -200,19 +200,24 @@ def _example_figures(plt, run_dir: Path, config_id: str, out: Path):
         return
     with np.load(ex_path) as z:
         image, image_id = z["image"], str(z["image_id"])
-    ens = load_ensemble(run_dir, image_id, BASE_METHODS, config_id)
+    ens = load_ensemble(run_dir, image_id, BASE_METHODS, ensemble_id)
     if ens is None:
         return
+    seed = derive_seed(config.seed, image_id)  # the seed the pipeline used (RBM)
 
-    def show(panels, title, path):
-        fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.0 * (len(panels) + 1), 2.3))
-        axes[0].imshow(np.clip(image, 0, 1))
-        axes[0].set_title("image", fontsize=8)
-        for ax, (name, m) in zip(axes[1:], panels):
-            ax.imshow(np.asarray(normalize(m[None], "linear"))[0], cmap="inferno", vmin=0, vmax=1)
-            ax.set_title(name, fontsize=8)
-        for ax in axes:
+    def show(panels, title, path, per_row=6):
+        panels = [("image", None)] + list(panels)
+        rows = -(-len(panels) // per_row)
+        cols = min(per_row, len(panels))
+        fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.2 * rows), squeeze=False)
+        for ax in axes.ravel():
             ax.axis("off")
+        for ax, (name, m) in zip(axes.ravel(), panels):
+            if m is None:
+                ax.imshow(np.clip(image, 0, 1))
+            else:
+                ax.imshow(np.asarray(normalize(m[None], "linear"))[0], cmap="inferno", vmin=0, vmax=1)
+            ax.set_title(name, fontsize=8)
         fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -221,24 +226,22 @@ def _example_figures(plt, run_dir: Path, config_id: str, out: Path):
     show([(PRETTY[m], ens[i]) for i, m in enumerate(BASE_METHODS)], "Figure 1: base attributions",
          out / "fig01_base_maps.png")
     specs = [aggregate_spec("average", normalization=n) for n in NORMALIZATIONS]
-    maps = build_maps(ens, specs)
+    maps = build_maps(ens, specs, seed=seed)
     show([(n, maps[j]) for j, n in enumerate(NORMALIZATIONS)], "Figure 2: normalisations (average aggregation)",
          out / "fig02_normalizations.png")
     specs = [aggregate_spec(m) for m in TABLE1_METHODS]
-    maps = build_maps(ens, specs)
+    maps = build_maps(ens, specs, seed=seed)
     show([(PRETTY[m], maps[j]) for j, m in enumerate(TABLE1_METHODS)], "Figure 3: aggregations (z-score)",
          out / "fig03_aggregations.png")
 
 
 def write_report(run_dir) -> Path:
     """Render every table and figure of the run in ``run_dir`` into ``run_dir/report``."""
-    from tfagg.experiment.pipeline import CONFIG_FILE, DB_FILE
+    from tfagg.experiment.pipeline import DB_FILE, read_run
 
     run_dir = Path(run_dir)
-    if not (run_dir / DB_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir} is not a tfagg run directory (expected {CONFIG_FILE} and {DB_FILE})")
-    config = RunConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
-    config_id = config.fingerprint()
+    config, identity = read_run(run_dir)
+    config_id = identity["config_id"]
     store = ResultsStore(run_dir / DB_FILE)
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
@@ -247,7 +250,7 @@ def write_report(run_dir) -> Path:
         if store.count_done(config_id, "phase1") == 0:
             raise FileNotFoundError(f"{run_dir} has no finished images yet for its configuration")
         text = _write_table1(out, table1(store, config, config_id), config)
-        _example_figures(plt, run_dir, config_id, out)
+        _example_figures(plt, run_dir, config, identity["ensemble_id"], out)
         _curve_plot(plt, store, config_id,
                     [(PRETTY[m], base_spec(m).key) for m in BASE_METHODS] + [("Average", aggregate_spec("average").key)],
                     "Figure 4: base attributions and average aggregation", out / "fig04_curves.png")

@@ -132,13 +132,17 @@ def _digest(maps: np.ndarray, methods, config_id: str) -> str:
     return h.hexdigest()
 
 
-def ensemble_path(run_dir, image_id: str) -> Path:
-    return Path(run_dir) / "ensembles" / f"{_safe_name(image_id)}.npz"
+def ensemble_path(run_dir, image_id: str, ensemble_id: str) -> Path:
+    """Ensembles live under their ensemble id, so runs that differ only in metrics share them."""
+    return Path(run_dir) / "ensembles" / ensemble_id / f"{_safe_name(image_id)}.npz"
 
 
 def save_ensemble(run_dir, image_id: str, maps: np.ndarray, methods, config_id: str) -> Path:
-    """Write ``maps`` (K, H, W) compressed, with a checksum over data, methods and config (atomic)."""
-    path = ensemble_path(run_dir, image_id)
+    """Write ``maps`` (K, H, W) compressed, with a checksum over data, methods and ids (atomic).
+
+    ``config_id`` is the run's *ensemble* id (:func:`tfagg.experiment.config.run_identity`).
+    """
+    path = ensemble_path(run_dir, image_id, config_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     maps = np.asarray(maps, np.float32)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
@@ -153,7 +157,7 @@ def save_ensemble(run_dir, image_id: str, maps: np.ndarray, methods, config_id: 
 
 def load_ensemble(run_dir, image_id: str, methods, config_id: str):
     """The stored ensemble, or ``None`` if absent, truncated, corrupt or from another config."""
-    path = ensemble_path(run_dir, image_id)
+    path = ensemble_path(run_dir, image_id, config_id)
     if not path.is_file():
         return None
     try:
