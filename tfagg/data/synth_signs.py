@@ -78,6 +78,7 @@ from typing import Optional
 
 import numpy as np
 
+from tfagg.data.gtsrb_classes import GTSRB_CLASS_NAMES
 from tfagg.data.base import ImageSet
 from tfagg.random import derive_seed, numpy_rng
 from tfagg.validation import check_positive_int
@@ -87,51 +88,8 @@ NUM_CLASSES = 43
 SPLITS = ("train", "val", "test")
 MIN_RESOLUTION = 16
 
-CLASS_NAMES: list[str] = [
-    "Speed limit (20km/h)",
-    "Speed limit (30km/h)",
-    "Speed limit (50km/h)",
-    "Speed limit (60km/h)",
-    "Speed limit (70km/h)",
-    "Speed limit (80km/h)",
-    "End of speed limit (80km/h)",
-    "Speed limit (100km/h)",
-    "Speed limit (120km/h)",
-    "No passing",
-    "No passing for vehicles over 3.5 metric tons",
-    "Right-of-way at the next intersection",
-    "Priority road",
-    "Yield",
-    "Stop",
-    "No vehicles",
-    "Vehicles over 3.5 metric tons prohibited",
-    "No entry",
-    "General caution",
-    "Dangerous curve to the left",
-    "Dangerous curve to the right",
-    "Double curve",
-    "Bumpy road",
-    "Slippery road",
-    "Road narrows on the right",
-    "Road work",
-    "Traffic signals",
-    "Pedestrians",
-    "Children crossing",
-    "Bicycles crossing",
-    "Beware of ice/snow",
-    "Wild animals crossing",
-    "End of all speed and passing limits",
-    "Turn right ahead",
-    "Turn left ahead",
-    "Ahead only",
-    "Go straight or right",
-    "Go straight or left",
-    "Keep right",
-    "Keep left",
-    "Roundabout mandatory",
-    "End of no passing",
-    "End of no passing by vehicles over 3.5 metric tons",
-]
+# Same class semantics and names as GTSRB (index = GTSRB ClassId).
+CLASS_NAMES: list[str] = list(GTSRB_CLASS_NAMES)
 
 # ---------------------------------------------------------------------------------------------
 # Colours (linear-ish RGB in [0, 1]).

@@ -179,43 +179,38 @@ def run_pipeline(config: RunConfig, run_dir, allow_config_change: bool = False, 
         runner = ModelRunner(model, batch_size=min(config.batch_size, 256), score="probability")
         probs = runner.outputs(data.images).numpy()
         targets = probs.argmax(1) if config.target == "predicted" else np.asarray(data.labels)
-        explainers = None
         _save_example(run_dir, data, 0)
-        specs1 = phase1_specs(config.sweeps)
-        processed = 0
-        todo = [i for i in range(len(data)) if not store.is_done(config_id, data.ids[i], "phase1")]
-        bar = tqdm(todo, desc="ensembles + scores", unit="img", disable=not progress)
-        for i in bar:
-            if stop_after is not None and processed >= stop_after:
-                return {"run_dir": str(run_dir), "complete": False}
-            image_id = data.ids[i]
-            seed = derive_seed(config.seed, image_id)
+        explainers = {}  # built lazily: a resumed run with all ensembles stored never needs them
+
+        def ensemble_of(i, image_id, seed):
+            """The stored ensemble, or a fresh one if absent/corrupt (never a corrupt one)."""
             ens = load_ensemble(run_dir, image_id, BASE_METHODS, ensemble_id)
             if ens is None:
-                explainers = explainers or make_explainers(model, config)
+                if not explainers:
+                    explainers.update(make_explainers(model, config))
                 ens = compute_ensemble(explainers, data.images[i], int(targets[i]), seed)
                 save_ensemble(run_dir, image_id, ens, BASE_METHODS, ensemble_id)
-            maps = build_maps(ens, specs1, seed=seed)
-            _score_image(model, config, data.images[i], int(targets[i]), specs1, maps, image_id, i,
-                         int(data.labels[i]), float(probs[i, targets[i]]), store, config_id, "phase1")
-            processed += 1
+            return ens
+
+        specs1 = phase1_specs(config.sweeps)
+        phases = [("phase1", "ensembles + scores", lambda: specs1)]
         if config.ablation:
-            order_ins, order_del = base_order(store, config_id)
-            specs2 = [s for s in ablation_specs(order_ins, order_del) if s.key not in {x.key for x in specs1}]
-            todo = [i for i in range(len(data)) if not store.is_done(config_id, data.ids[i], "ablation")]
-            for i in tqdm(todo, desc="ablation (Fig. 11)", unit="img", disable=not progress):
+            def ablation():
+                order_ins, order_del = base_order(store, config_id)
+                return [s for s in ablation_specs(order_ins, order_del) if s.key not in {x.key for x in specs1}]
+            phases.append(("ablation", "ablation (Fig. 11)", ablation))
+        processed = 0
+        for phase, desc, make_specs in phases:
+            specs = make_specs()  # the ablation's specs need phase 1 of every image
+            todo = [i for i in range(len(data)) if not store.is_done(config_id, data.ids[i], phase)]
+            for i in tqdm(todo, desc=desc, unit="img", disable=not progress):
                 if stop_after is not None and processed >= stop_after:
                     return {"run_dir": str(run_dir), "complete": False}
                 image_id = data.ids[i]
                 seed = derive_seed(config.seed, image_id)
-                ens = load_ensemble(run_dir, image_id, BASE_METHODS, ensemble_id)
-                if ens is None:  # corrupted since phase 1: recompute, never use it silently
-                    explainers = explainers or make_explainers(model, config)
-                    ens = compute_ensemble(explainers, data.images[i], int(targets[i]), seed)
-                    save_ensemble(run_dir, image_id, ens, BASE_METHODS, ensemble_id)
-                maps = build_maps(ens, specs2, seed=seed)
-                _score_image(model, config, data.images[i], int(targets[i]), specs2, maps, image_id, i,
-                             int(data.labels[i]), float(probs[i, targets[i]]), store, config_id, "ablation")
+                maps = build_maps(ensemble_of(i, image_id, seed), specs, seed=seed)
+                _score_image(model, config, data.images[i], int(targets[i]), specs, maps, image_id, i,
+                             int(data.labels[i]), float(probs[i, targets[i]]), store, config_id, phase)
                 processed += 1
     finally:
         store.close()
