@@ -227,3 +227,12 @@ def test_polycam_upsampling_matrix_equals_tf_bilinear_resize():
         mine = np.einsum("Hh,bhw,Ww->bHW", bilinear_matrix(height, h), a, bilinear_matrix(width, w))
         np.testing.assert_allclose(mine, expected, atol=2e-6)
         np.testing.assert_allclose(mine, bilinear(a, height, width), atol=2e-6)  # the hand-written one
+
+
+def test_polycam_default_layers_include_the_stem_resolution():
+    from tfagg.explainers.polycam import default_polycam_layers
+    from tfagg.models import resnet18
+
+    assert default_polycam_layers(resnet18(5, 32, 4, "imagenet"))[0] == "stem_relu"
+    # the small stem keeps the resolution of stage1: no extra layer
+    assert default_polycam_layers(resnet18(5, 32, 4, "small")) == ("stage1", "stage2", "stage3", "stage4")

@@ -127,7 +127,7 @@ def test_rise_constant_model_closed_form(constant_model):
 def test_rise_seeds_batch_size_and_no_retracing(patch_model, patch_images):
     rise = RISE(patch_model, n_masks=150, batch_size=64, seed=3)
     a = rise(patch_images, [1, 1])
-    fn = rise._chunk_fns[(SIZE, SIZE)]
+    (fn,) = rise._chunk_fns.values()  # one traced function for this image size and these settings
     traces = fn.experimental_get_tracing_count()
     np.testing.assert_array_equal(rise(patch_images, [1, 1]), a)  # same seed -> same map
     rise(patch_images[:1], [1])  # another number of images: same traced function
@@ -209,7 +209,7 @@ def test_igos_seeds_batch_size_and_no_retracing(patch_model, patch_images):
     kw = dict(mask_size=8, iterations=3, steps=4, seed=1)
     igos = IGOSPP(patch_model, batch_size=64, **kw)
     a = igos(patch_images, [1, 1])
-    kern = igos._kernels[(SIZE, SIZE)]
+    (kern,) = igos._kernels.values()
     traced = [k for k, f in kern.items() if hasattr(f, "experimental_get_tracing_count")]
     traces = {k: kern[k].experimental_get_tracing_count() for k in traced}
     np.testing.assert_array_equal(igos(patch_images, [1, 1]), a)
@@ -266,3 +266,21 @@ def test_bad_call_arguments(patch_model, patch_images, cls):
 def test_rise_grid_larger_than_image(patch_model, patch_images):
     with pytest.raises(ValueError, match="grid_size"):
         RISE(patch_model, n_masks=10, grid_size=SIZE + 1)(patch_images, [1, 1])
+
+
+def test_changed_hyperparameters_are_used_not_the_first_trace(patch_model, patch_images):
+    x, y = patch_images, [1, 1]
+    rise = RISE(patch_model, n_masks=64, grid_size=4, batch_size=32, seed=0)
+    prob_map = rise(x, y)
+    rise.score = "logit"
+    np.testing.assert_allclose(rise(x, y), RISE(patch_model, n_masks=64, grid_size=4, batch_size=32, seed=0,
+                                               score="logit")(x, y), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(rise(x, y), prob_map)
+    rise.batch_size = 16  # a new chunk size builds a new traced function instead of failing
+    assert rise(x, y).shape == prob_map.shape
+
+
+def test_call_time_seed_must_be_an_integer(patch_model, patch_images):
+    x, y = patch_images, [1, 1]
+    with pytest.raises(TypeError, match="seed"):
+        RISE(patch_model, n_masks=8, grid_size=4)(x, y, seed=1.5)

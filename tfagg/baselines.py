@@ -78,15 +78,25 @@ def blur_baseline(images, sigma: float = 20.0, kernel_size: int = 25) -> tf.Tens
     images = tf.convert_to_tensor(images, tf.float32)
     k = tf.constant(gaussian_kernel_1d(sigma, kernel_size))
     pad = kernel_size // 2
-    h, w = images.shape[1], images.shape[2]
-    mode = "REFLECT" if (h is None or (pad < h and pad < w)) else "SYMMETRIC"
-    if h is not None and (pad >= 2 * h or pad >= 2 * w):
-        mode = "CONSTANT"
-    x = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode=mode)
+    x = _reflect_pad(images, pad)
     kh = tf.tile(tf.reshape(k, (kernel_size, 1, 1, 1)), (1, 1, 3, 1))
     kw = tf.tile(tf.reshape(k, (1, kernel_size, 1, 1)), (1, 1, 3, 1))
     x = tf.nn.depthwise_conv2d(x, kh, strides=[1, 1, 1, 1], padding="VALID")
     x = tf.nn.depthwise_conv2d(x, kw, strides=[1, 1, 1, 1], padding="VALID")
+    return x
+
+
+def _reflect_pad(images: tf.Tensor, pad: int) -> tf.Tensor:
+    """Reflect-pad H and W by ``pad``, in rounds of at most (size - 1) so any kernel fits any image."""
+    x = images
+    remaining = pad
+    while remaining > 0:
+        h, w = int(x.shape[1]), int(x.shape[2])
+        if min(h, w) < 2:
+            return tf.pad(x, [[0, 0], [remaining, remaining], [remaining, remaining], [0, 0]], mode="SYMMETRIC")
+        step = min(remaining, h - 1, w - 1)
+        x = tf.pad(x, [[0, 0], [step, step], [step, step], [0, 0]], mode="REFLECT")
+        remaining -= step
     return x
 
 

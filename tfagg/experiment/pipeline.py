@@ -81,7 +81,9 @@ def load_dataset(config: RunConfig):
                           image_size=config.image_size)
     from tfagg.data.imagenet import load_imagenet_val
 
-    return load_imagenet_val(config.data_dir, n=config.n_images, seed=config.seed, image_size=config.image_size)
+    # torchvision's eval transform: resize to 256/224 of the crop size, then center-crop.
+    return load_imagenet_val(config.data_dir, n=config.n_images, seed=config.seed, image_size=config.image_size,
+                             resize_size=int(round(config.image_size * 256 / 224)))
 
 
 def load_run_model(config: RunConfig, progress: bool = True):

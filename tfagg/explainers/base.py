@@ -5,8 +5,9 @@ own hyperparameters, and is called as ``explainer(images, labels) -> (N, H, W) f
 *raw* attributions (normalisation is the aggregation's job).
 
 Subclasses implement :meth:`Explainer._explain` on validated tensors. Randomness comes from
-per-image stateless keys derived from ``(seed, name, image index)``, so the map of an image does
-not depend on ``batch_size`` or on which other images share the call.
+per-image stateless keys derived from ``(seed, name, index of the image within the call)``, so the
+map of an image does not depend on ``batch_size``; the same image at another index of a call gets
+other random draws (the experiment pipeline explains one image per call with a per-image seed).
 """
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ class Explainer:
         expected = tuple(self.model.input_shape[1:3]) if getattr(self.model, "input_shape", None) else None
         if expected and None not in expected and tuple(x.shape[1:3]) != expected:
             raise ValueError(f"`images` are {x.shape[1]}x{x.shape[2]} but the model expects {expected[0]}x{expected[1]}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"`seed` must be an integer; got {seed!r}")
         s = self.seed if seed is None else int(seed)
         keys = per_image_keys(s, x.shape[0], self.name)
         maps = self._explain(tf.constant(x), tf.constant(y), keys)
@@ -76,6 +79,10 @@ class Explainer:
     def __repr__(self):
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+    def _params_key(self) -> str:
+        """Hashable summary of the hyperparameters (cache key of traced functions)."""
+        return repr(sorted((k, repr(v)) for k, v in self.get_params().items() if k != "seed"))
 
     def get_params(self) -> dict:
         """Hyperparameters (for results stores and reprs), excluding the model."""

@@ -178,8 +178,11 @@ class IGOSPP(Explainer):
     # -- traced kernels ------------------------------------------------------------------------
     def _get_kernels(self, h: int, w: int):
         """Traced path-score kernels (with / without mask gradients) and the regulariser."""
-        if (h, w) in self._kernels:
-            return self._kernels[(h, w)]
+        # Keyed by the hyperparameters too: traced functions capture them, so a changed
+        # attribute (e.g. ``score``) must build new ones rather than silently use the old values.
+        key = (h, w, self._params_key())
+        if key in self._kernels:
+            return self._kernels[key]
         mh, mw = min(self.mask_size, h), min(self.mask_size, w)
         rows = tf.constant(align_corners_matrix(mh, h))
         cols = tf.constant(align_corners_matrix(mw, w))
@@ -264,7 +267,7 @@ class IGOSPP(Explainer):
             "bilateral_weights": tf.function(bilateral_weights, autograph=False, input_signature=[img]),
             "up": tf.function(up, autograph=False, input_signature=[msk]),
         }
-        self._kernels[(h, w)] = kernels
+        self._kernels[key] = kernels
         return kernels
 
     # -- sample streams ----------------------------------------------------------------------------

@@ -52,6 +52,19 @@ def _resize(maps, size) -> tf.Tensor:
     return tf.image.resize(tf.convert_to_tensor(maps, tf.float32)[..., None], size, method="bilinear")[..., 0]
 
 
+def default_polycam_layers(model) -> tuple:
+    """PolyCAM's default targets: one layer per resolution, shallow to deep (see ``layers``)."""
+    names = {layer.name for layer in model.layers}
+    stages = ("stage1", "stage2", "stage3", "stage4")
+    if not set(stages) <= names:
+        raise ValueError("`layers` must be given for models other than tfagg.models.resnet18 "
+                         "(names of convolutional layers, one per resolution, shallow to deep)")
+    layers = stages
+    if "stem_relu" in names and model.get_layer("stem_relu").output.shape[1] != model.get_layer("stage1").output.shape[1]:
+        layers = ("stem_relu",) + stages
+    return layers
+
+
 class PolyCAM(TracedFunctionCache, Explainer):
     r"""Multi-layer class activation map, refined from the deepest to the shallowest layer.
 
@@ -86,10 +99,11 @@ class PolyCAM(TracedFunctionCache, Explainer):
     ----------
     model : keras.Model
         Any Keras classifier, RGB in [0, 1] -> logits.
-    layers : sequence of str
-        Target layers, ordered from shallow to deep (forward order). Default ``stage1``..``stage4``
-        of :func:`tfagg.models.resnet18` (one per resolution, as the reference's automatic layer
-        search picks the last layer before each change of resolution).
+    layers : sequence of str or None
+        Target layers, ordered from shallow to deep (forward order). ``None`` (default): the last
+        layer before each change of resolution, as the reference's automatic layer search picks them
+        (its torchvision ResNet script: ``relu, layer1..layer4``). For :func:`tfagg.models.resnet18`
+        that is ``stem_relu`` (H/2, ImageNet stem only) and ``stage1``..``stage4``.
     variant : {"plus", "minus", "plus_minus"}
         Channel weights, see above.
     local_normalization : bool
@@ -114,7 +128,7 @@ class PolyCAM(TracedFunctionCache, Explainer):
     Notes
     -----
     Cost: one forward pass per image for the activations plus one per channel of every target
-    layer (two for ``"plus_minus"``): 1 + 960 passes per image for a full-width ResNet18. The
+    layer (two for ``"plus_minus"``): 1 + 64 + 960 passes per image for a full-width ResNet18. The
     (image, channel) pairs of each layer are streamed in chunks of ``batch_size`` masked images
     generated inside one traced function from the low-resolution activations.
     """
@@ -125,7 +139,7 @@ class PolyCAM(TracedFunctionCache, Explainer):
     def __init__(
         self,
         model,
-        layers=("stage1", "stage2", "stage3", "stage4"),
+        layers=None,
         variant: str = "plus",
         local_normalization: bool = True,
         outlier_percentile: float = 0.1,
@@ -136,6 +150,8 @@ class PolyCAM(TracedFunctionCache, Explainer):
         score: str | None = None,
     ):
         super().__init__(model, batch_size=batch_size, seed=seed, score=score)
+        if layers is None:
+            layers = default_polycam_layers(model)
         if isinstance(layers, str) or not hasattr(layers, "__iter__"):
             raise TypeError(f"`layers` must be a sequence of layer names (shallow to deep); got {layers!r}")
         self.layers = tuple(check_conv_layer(model, name, "layers") for name in layers)

@@ -20,10 +20,11 @@ evaluation (N = 5000, s = 10, p1 = 0.1 in the repository's notebooks).
 
 Masking. The reference multiplies the *ImageNet-normalised* image by the mask, so a masked
 pixel becomes 0 in that space, i.e. the ImageNet mean colour. Our images are RGB in [0, 1]
-and the model normalises internally, so ``x ⊙ M`` turns masked pixels *black*; that is the
-default (``baseline="zeros"``, Eq. 6 literally). Other baselines compose
-``x ⊙ M + b ⊙ (1 - M)``: ``"imagenet_mean"`` (the constant ImageNet mean colour -- exactly
-the reference's masked value for a model that normalises with ImageNet statistics),
+and the model normalises internally, so ``x ⊙ M`` would turn masked pixels *black*
+(``baseline="zeros"``). Masking composes ``x ⊙ M + b ⊙ (1 - M)``; the default
+``"imagenet_mean"`` (the constant ImageNet mean colour) is exactly the reference's masked value
+for a model that normalises with ImageNet statistics, as tfagg's ResNet18 does, and matches
+PolyCAM's ``fill="auto"``. Other baselines:
 ``"normal"`` (Mahlau & Nolde's Normal baseline, :func:`tfagg.baselines.normal_baseline`) and
 ``"blur"`` (Appendix A blur, scaled to the image size).
 
@@ -104,7 +105,8 @@ class RISE(Explainer):
     p1 : float in (0, 1)
         Keep probability of a grid cell (RISE reference: 0.1).
     baseline : {"zeros", "imagenet_mean", "normal", "blur"}
-        What masked pixels become (see module docstring; "zeros" = black).
+        What masked pixels become (see module docstring; default: the ImageNet mean colour, as the
+        reference; "zeros" = black).
     batch_size, seed, score
         See :class:`tfagg.explainers.base.Explainer`; ``score`` defaults to "probability"
         (RISE weights masks by the softmax probability).
@@ -117,7 +119,7 @@ class RISE(Explainer):
     default_score = "probability"
 
     def __init__(self, model, n_masks: int = 5000, grid_size: int = 10, p1: float = 0.1,
-                 baseline: str = "zeros", batch_size: int = 64, seed: int = 0, score: str = "probability"):
+                 baseline: str = "imagenet_mean", batch_size: int = 64, seed: int = 0, score: str = "probability"):
         super().__init__(model, batch_size=batch_size, seed=seed, score=score)
         self.n_masks = check_positive_int(n_masks, "n_masks")
         self.grid_size = check_positive_int(grid_size, "grid_size")
@@ -132,8 +134,11 @@ class RISE(Explainer):
         Returns, for the chunk's local image slots ``image_idx - image_idx[0]``, the sums
         ``sum_i f_c(x ⊙ M_i + b ⊙ (1 - M_i)) M_i`` over the chunk's valid samples.
         """
-        if (h, w) in self._chunk_fns:
-            return self._chunk_fns[(h, w)]
+        # Keyed by the hyperparameters too: traced functions capture them, so a changed
+        # attribute (e.g. ``score``) must build new ones rather than silently use the old values.
+        key = (h, w, self._params_key())
+        if key in self._chunk_fns:
+            return self._chunk_fns[key]
         s, b = self.grid_size, self.batch_size
         _, up = rise_geometry((h, w), s)
         rows = tf.constant(half_pixel_mirror_matrix(s, up[0]))
@@ -163,7 +168,7 @@ class RISE(Explainer):
             tf.TensorSpec((b,), tf.float32),
         ]
         fn = tf.function(chunk, input_signature=spec, autograph=False)
-        self._chunk_fns[(h, w)] = fn
+        self._chunk_fns[key] = fn
         return fn
 
     # -- driver -------------------------------------------------------------------------------
