@@ -71,7 +71,7 @@ def run_identity(config: "RunConfig", model) -> dict:
 @dataclass
 class RunConfig:
     dataset: str = "synth-signs"
-    n_images: int = 16
+    n_images: int = 12
     image_size: int = 64
     model: str = "synth-signs"  # model preset (or "imagenet" converted weights / a model directory)
     data_dir: str | None = None
@@ -142,7 +142,7 @@ def offline_explainers() -> dict:
 
 
 DATASET_PRESETS = {
-    "synth-signs": dict(dataset="synth-signs", n_images=16, image_size=64, model="synth-signs", steps=256,
+    "synth-signs": dict(dataset="synth-signs", n_images=12, image_size=64, model="synth-signs", steps=256,
                         batch_size=128, explainers=offline_explainers()),
     "gtsrb": dict(dataset="gtsrb", n_images=2000, image_size=128, model="gtsrb", steps=1000, batch_size=64),
     "imagenet": dict(dataset="imagenet", n_images=2000, image_size=224, model="imagenet", steps=1000,
