@@ -37,3 +37,15 @@ def offline_model(offline_home):
     from tfagg.models.zoo import load_model, model_dir
 
     return load_model(model_dir("synth-signs", 0, root=offline_home / "models"))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Make any network connection attempt fail: offline tests must never download."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted in an offline test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

@@ -3,7 +3,6 @@
 The fake images are blue with a red sign box exactly at the annotated ROI, so the expected
 pixels and masks after resizing are known by hand.
 """
-import socket
 import zipfile
 
 import numpy as np
@@ -18,13 +17,7 @@ TRAIN_CLASSES = (0, 1, 14, 42)
 SHAPES = [(50, 40, (5, 4, 44, 35)), (29, 30, (5, 6, 24, 25)), (64, 48, (6, 5, 57, 42)), (31, 36, (5, 5, 25, 30))]
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def sign_image(width, height, roi):

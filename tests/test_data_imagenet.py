@@ -6,7 +6,6 @@ published label of ILSVRC2012_val_00000001 (class 65, n01751748 "sea snake"), an
 written by the test.
 """
 import io
-import socket
 import tarfile
 
 import numpy as np
@@ -23,13 +22,7 @@ from tfagg.data.imagenet import (
 )
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def jpeg_bytes(width, height, seed):

@@ -1,6 +1,4 @@
 """The paper-scale presets (ImageNet, GTSRB) run the same pipeline: tested on tiny fake copies."""
-import socket
-
 import numpy as np
 import pytest
 
@@ -15,12 +13,7 @@ from tfagg.models import resnet18
 from tfagg.models.zoo import save_model
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access in a test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def tiny_model_dir(tmp_path, num_classes):
