@@ -414,6 +414,42 @@ def _explainer_rows(rows, profile_name, memory=None):
     return out
 
 
+def _profile(results: dict) -> str:
+    return "quick" if results["mode"] == "quick" else "offline"
+
+
+def summary(results: dict) -> list:
+    """The headline table: every measured item, its rate and its ratio to the bound."""
+    raw = results["raw"]["offline_64px"]
+    b = raw["batch_size"]
+    rows = [["model forward (bound)", f"{raw['forward']:.0f} img/s", "-", "-", f"batch {b}"],
+            ["model forward + input gradient (bound)", f"{raw['gradient']:.0f} img/s", "-", "-", f"batch {b}"]]
+    for r in results["explainers"]:
+        if "error" in r:
+            rows.append([r["explainer"], "FAILED", "", "", r["error"]])
+            continue
+        one = r.get("single_image")
+        rows.append([r["explainer"], f"{r['items_per_s']:.2f} img/s", f"**{r['ratio']:.2f}**",
+                     f"{one['ratio']:.2f}" if isinstance(one, dict) else "(same)",
+                     f"{bench_explainers.format_passes(r)} per image"
+                     + ("" if _settings(r, _profile(results)) == "defaults" else f" ({_settings(r, _profile(results))})")])
+    idr = results["insertion_deletion"]
+    rows.append(["insertion/deletion", f"{idr['items_per_s']:.2f} curve pairs/s", f"**{idr['ratio']:.2f}**", "-",
+                 f"{idr['steps']} steps; {idr['loops']['loop-1']['speedup']:.0f}x / "
+                 f"{idr['loops']['loop-MB']['speedup']:.1f}x faster than per-step loops (batch 1 / batch M)"])
+    agg = results["aggregations"]
+    rows.append(["9 pixel-wise aggregations", f"{agg['pixelwise_64px']['total_ms_per_image']:.1f} ms/img (64 px), "
+                 f"{agg['pixelwise_224px']['total_ms_per_image']:.0f} ms/img (224 px)", "-", "-", "all nine together"])
+    rbm = agg.get("rbm_224px") or agg["rbm_64px"]
+    rows.append(["RBM aggregation", f"{rbm['seconds_per_image']:.1f} s/img ({rbm['size']} px)", "-", "-",
+                 "scikit-learn fit per image"])
+    est = results["paper_scale_estimate"]
+    rows.append(["paper-scale run (estimate)", f"{est['hours']:.0f} hours", "-", "-",
+                 f"2000 images, 224 px, {est['maps_per_image']} maps x 1000-step curves"])
+    return (["## Summary (offline model: ResNet18 width 16, 64 px, batch %d)" % b, ""]
+            + _table(["item", "throughput", "ratio to bound", "1 img/call", "note"], rows) + [""])
+
+
 def report(results: dict) -> str:
     m, run_info = results["machine"], results["run"]
     quick = results["mode"] == "quick"
@@ -434,10 +470,11 @@ def report(results: dict) -> str:
     ])
     shared = run_info.get("other_processes_cores", 0) > 0.2
     lines += ["", ("**The machine was shared during this run** (see load): absolute rates are lower and noisier "
-                   "than on an idle machine; ratios are paired per round (tfagg call, then the bound for the same "
-                   "passes) so both sides saw similar load." if shared else
+                   "than on an idle machine; ratios are paired per round (the tfagg call and, next to it, the bound "
+                   "for the same passes) so both sides saw similar load." if shared else
                    "The machine was essentially idle during this run."), ""]
 
+    lines += summary(results)
     lines += ["## How to read the ratios", "",
               "*Bound* = the model alone: a traced function on one fixed full batch of random images "
               "(forward, or forward + input gradient of one class score). *Ratio* = bound time / tfagg time "
@@ -460,7 +497,7 @@ def report(results: dict) -> str:
                  f"{r224['gradient']:.1f}", "quick (1-2 batches)" if r224.get("quick") else "measured"])
     lines += _table(["model", "px", "batch", "forward img/s", "forward+gradient img/s", "how"], rows) + [""]
 
-    profile = "quick" if quick else "offline"
+    profile = _profile(results)
     lines += ["## 2. Explainers (offline model, 64 px, batch %d)" % raw["offline_64px"]["batch_size"], "",
               "Settings: Appendix A (tfagg defaults) with the offline preset's Grad-CAM layer (stage3)"
               + (" -- reduced sample counts for the smoke run." if quick else "; no sample counts reduced.")
@@ -534,7 +571,7 @@ def report(results: dict) -> str:
               f"{pm['seconds_per_image_without_rbm']:.2f} s.", ""]
 
     if "explainers_224px" in results:
-        lines += ["## 6. Full-width ResNet18 at 224 px (batch 64, --full)", "",
+        lines += ["## Full-width ResNet18 at 224 px (batch 64, --full)", "",
                   "Reduced sample counts (per-pass ratios carry over); one paired round unless it was cheap.", ""]
         lines += _table(header, _explainer_rows(results["explainers_224px"], "full224")) + [""]
         lines += ["(Peak memory is not measured at 224 px: each fresh process would repeat a multi-second call.)", ""]
@@ -544,7 +581,7 @@ def report(results: dict) -> str:
                   f"loop-1, {i2['loops']['loop-MB']['speedup']:.1f}x loop-MB.", ""]
 
     est = results["paper_scale_estimate"]
-    lines += ["## 7. Paper-scale estimate", "",
+    lines += ["## 6. Paper-scale estimate", "",
               f"{est['images']} images at 224 px, {est['model']}, batch {est['batch_size']}, Appendix A settings, "
               f"{est['maps_per_image']} maps per image (the pipeline's phase 1 + ablation) x insertion + deletion "
               f"with {est['steps']} steps = {est['insertion_deletion_passes_per_image']} forward passes per image. "
@@ -608,11 +645,18 @@ def main():
     group.add_argument("--quick", action="store_true", help="fast smoke run with reduced sample counts")
     parser.add_argument("--batch-size", type=int, default=128, help="the offline pipeline's batch size")
     parser.add_argument("--out-dir", default=str(HERE), help="where results.md / results.json go")
+    parser.add_argument("--rerender", action="store_true",
+                        help="only rewrite results.md from the results.json in --out-dir (no measurements)")
     args = parser.parse_args()
+    out = Path(args.out_dir)
+    if args.rerender:
+        text = report(json.loads((out / "results.json").read_text()))
+        (out / "results.md").write_text(text)
+        log(text)
+        return
     mode = "full" if args.full else "quick" if args.quick else "default"
     results = run(mode, args.batch_size)
     text = report(results)
-    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     (out / "results.md").write_text(text)
