@@ -129,8 +129,9 @@ class PolyCAM(TracedFunctionCache, Explainer):
     -----
     Cost: one forward pass per image for the activations plus one per channel of every target
     layer (two for ``"plus_minus"``): 1 + 64 + 960 passes per image for a full-width ResNet18. The
-    (image, channel) pairs of each layer are streamed in chunks of ``batch_size`` masked images
-    generated inside one traced function from the low-resolution activations.
+    (image, layer, channel) triples of all target layers form one stream, cut into equal chunks of
+    at most ``batch_size`` masked images that one traced function generates from the
+    low-resolution activations, so the model always sees full batches.
     """
 
     name = "polycam"
@@ -215,23 +216,38 @@ class PolyCAM(TracedFunctionCache, Explainer):
         return activations, class_score(logits, labels, self.score)
 
     def _chunk_masked_scores(self, differences, labels, masks, offsets, invert):
-        """Class scores of images masked by (image, channel) pairs ``offsets`` of the stream.
+        """Class scores of images masked by the (image, layer, channel) triples ``offsets``.
 
-        ``differences`` are ``images - fill`` (computed once per call), ``masks`` is
-        ``(N, K, h, w)``; pair ``o`` is image ``o // K``, channel ``o % K``.
+        ``differences`` are ``images - fill`` (computed once per call) and ``masks`` holds one
+        ``(N, K_l, h_l, w_l)`` tensor per target layer. The stream is image-major: image ``n``
+        owns offsets ``n P .. n P + P - 1`` (``P = sum_l K_l``), ordered by layer, then channel.
+        One chunk may therefore mix layers of different resolutions: its rows are partitioned by
+        layer, each part is upsampled with its layer's matrices, and the parts are stitched back
+        -- every chunk is full whatever the layer sizes (a per-layer stream would run the model on
+        batches of 16 or 32 rows for the shallow layers of a narrow network).
         """
-        channels = masks.shape[1]
-        total = tf.shape(masks)[0] * channels
-        safe = tf.minimum(offsets, total - 1)  # padded rows repeat the last pair; dropped later
-        image_index, channel_index = safe // channels, safe % channels
-        low_res = tf.gather_nd(masks, tf.stack([image_index, channel_index], axis=1))  # (B, h, w)
-        # Bilinear upsampling as two small matrix products whose right factor also repeats the
-        # mask over the 3 colour channels: this produces the (B, H, W, 3) mask directly, which is
-        # ~2x cheaper on CPU than tf.image.resize followed by a broadcasting multiply.
-        (h, w), (height, width) = masks.shape[2:], differences.shape[1:3]
-        rows = tf.constant(bilinear_matrix(height, h))
-        cols = tf.constant(np.repeat(bilinear_matrix(width, w).T, 3, axis=1))  # (w, W * 3)
-        mask = tf.reshape(tf.matmul(rows, tf.matmul(low_res, cols)), (-1, height, width, 3))
+        sizes = [int(m.shape[1]) for m in masks]
+        per_image = sum(sizes)
+        chunk = int(offsets.shape[0])
+        total = tf.shape(differences)[0] * per_image
+        safe = tf.minimum(offsets, total - 1)  # padded rows repeat the last triple; dropped later
+        image_index, within = safe // per_image, safe % per_image
+        layer_id = tf.searchsorted(tf.constant(np.cumsum(sizes), tf.int32), within, side="right")
+        positions = tf.dynamic_partition(tf.range(chunk), layer_id, len(masks))
+        height, width = differences.shape[1:3]
+        parts = []
+        for layer, (start, layer_masks, rows_in_chunk) in enumerate(
+                zip(np.cumsum([0] + sizes[:-1]), masks, positions)):
+            pair = tf.stack([tf.gather(image_index, rows_in_chunk), tf.gather(within, rows_in_chunk) - int(start)], 1)
+            low_res = tf.gather_nd(layer_masks, pair)  # (rows of this layer, h, w)
+            # Bilinear upsampling as two small matrix products whose right factor also repeats the
+            # mask over the 3 colour channels: this produces the (B, H, W * 3) mask directly, which
+            # is ~2x cheaper on CPU than tf.image.resize followed by a broadcasting multiply.
+            h, w = layer_masks.shape[2:]
+            up_rows = tf.constant(bilinear_matrix(height, h))
+            up_cols = tf.constant(np.repeat(bilinear_matrix(width, w).T, 3, axis=1))  # (w, W * 3)
+            parts.append(tf.matmul(up_rows, tf.matmul(low_res, up_cols)))
+        mask = tf.reshape(tf.dynamic_stitch(positions, parts), (chunk, height, width, 3))
         if invert:
             mask = 1.0 - mask
         masked = mask * tf.gather(differences, image_index)
@@ -257,39 +273,49 @@ class PolyCAM(TracedFunctionCache, Explainer):
             scores.append(s.numpy()[:rows])
         return [np.concatenate(a) for a in per_layer], np.concatenate(scores)
 
-    def _masked_scores(self, images, labels, masks, invert: bool, layer: str) -> np.ndarray:
-        """``(N, K)`` class scores of every image masked by each of its ``K`` channel masks."""
-        n, k = masks.shape[:2]
-        total = n * k
+    def _masked_scores(self, images, labels, masks, invert: bool) -> list:
+        """Class scores ``[(N, K_l)]`` of every image masked by each channel mask of every layer.
+
+        ``masks`` is one ``(N, K_l, h_l, w_l)`` array per target layer; all (image, layer,
+        channel) triples form one stream cut into equal chunks of at most ``batch_size``.
+        """
+        n = int(images.shape[0])
+        sizes = [m.shape[1] for m in masks]
+        total = n * sum(sizes)
         chunk = chunk_size(total, self.batch_size)
-        masks = tf.constant(masks)
+        masks = tuple(tf.constant(m) for m in masks)
         differences = images - tf.constant(self.fill_value().reshape(1, 1, 1, 3))
-        signature = (spec_of(images), spec_of(labels), spec_of(masks), tf.TensorSpec((chunk,), tf.int32))
+        signature = (spec_of(images), spec_of(labels), tuple(spec_of(m) for m in masks),
+                     tf.TensorSpec((chunk,), tf.int32))
         kernel = functools.partial(self._chunk_masked_scores, invert=invert)
-        step = self._traced(f"masked_scores/{layer}/{invert}", kernel, signature)
+        step = self._traced(f"masked_scores/{invert}", kernel, signature)
         out = []
         for start in range(0, total, chunk):
             offsets = tf.range(start, start + chunk, dtype=tf.int32)
             out.append(step(differences, labels, masks, offsets).numpy())
-        return np.concatenate(out)[:total].reshape(n, k)
+        scores = np.concatenate(out)[:total].reshape(n, sum(sizes))
+        return np.split(scores, np.cumsum(sizes)[:-1], axis=1)
 
-    def channel_weights(self, images, labels, activations, base_scores, layer: str):
-        """``(N, K)`` weights of the channels of ``layer`` (see ``variant``)."""
-        masks = normalize_maps(np.transpose(activations, (0, 3, 1, 2)), self.outlier_percentile)
+    def channel_weights(self, images, labels, activations, base_scores) -> list:
+        """``[(N, K_l)]`` channel weights of every target layer (see ``variant``).
+
+        ``activations`` is one ``(N, h_l, w_l, K_l)`` array per layer of :attr:`layers`.
+        """
+        masks = [normalize_maps(np.transpose(a, (0, 3, 1, 2)), self.outlier_percentile) for a in activations]
         if self.variant == "plus":
-            return self._masked_scores(images, labels, masks, False, layer)
-        removed = self._masked_scores(images, labels, masks, True, layer)
-        drop = base_scores[:, None] - removed
+            return self._masked_scores(images, labels, masks, False)
+        removed = self._masked_scores(images, labels, masks, True)
+        drops = [base_scores[:, None] - r for r in removed]
         if self.variant == "minus":
-            return np.maximum(drop, 0.0)
-        kept = self._masked_scores(images, labels, masks, False, layer)
-        return np.maximum(kept + drop, 0.0)
+            return [np.maximum(d, 0.0) for d in drops]
+        kept = self._masked_scores(images, labels, masks, False)
+        return [np.maximum(k + d, 0.0) for k, d in zip(kept, drops)]
 
     def _explain(self, images, labels, keys):
         activations, base_scores = self._activations(images, labels)
+        all_weights = self.channel_weights(images, labels, activations, base_scores)
         cam = None
-        for layer, acts in reversed(list(zip(self.layers, activations))):  # deepest first
-            weights = self.channel_weights(images, labels, acts, base_scores, layer)
+        for acts, weights in reversed(list(zip(activations, all_weights))):  # deepest first
             layer_map = np.maximum(np.einsum("nhwk,nk->nhw", acts, weights), 0.0)
             if cam is None:
                 cam = layer_map
