@@ -210,15 +210,54 @@ def test_igos_seeds_batch_size_and_no_retracing(patch_model, patch_images):
     igos = IGOSPP(patch_model, batch_size=64, **kw)
     a = igos(patch_images, [1, 1])
     (kern,) = igos._kernels.values()
-    traced = [k for k, f in kern.items() if hasattr(f, "experimental_get_tracing_count")]
-    traces = {k: kern[k].experimental_get_tracing_count() for k in traced}
+
+    def traces():
+        fns = {k: f for k, f in kern.items() if hasattr(f, "experimental_get_tracing_count")}
+        fns.update({f"grads/{c}": f for c, f in kern["grad_kernels"].items()})
+        return {k: f.experimental_get_tracing_count() for k, f in fns.items()}
+
+    before = traces()
     np.testing.assert_array_equal(igos(patch_images, [1, 1]), a)
+    assert traces() == before and all(v == 1 for v in before.values())
+    # one image: 16 gradient samples run as one chunk of 16 -- one new trace of that size only
     igos(patch_images[:1], [1])
-    assert {k: kern[k].experimental_get_tracing_count() for k in traces} == traces
-    assert all(v == 1 for v in traces.values())
+    igos(patch_images[:1], [1])
+    after = traces()
+    assert set(after) - set(before) == {"grads/16"} and all(v == 1 for v in after.values())
     assert not np.allclose(igos(patch_images, [1, 1], seed=2), a)
     np.testing.assert_allclose(IGOSPP(patch_model, batch_size=5, **kw)(patch_images, [1, 1]), a, atol=1e-5)
 
+
+
+def test_igos_path_noise_is_gaussian_with_the_given_std_and_fresh_per_sample():
+    """Inputs = noise alone (image = baseline = 0); the model's logit is the mean squared input,
+    so every sample's score is its noise's mean square: ~ noise_std^2 (3 h w values each)."""
+    inp = keras.Input((SIZE, SIZE, 3))
+    energy = keras.layers.Lambda(lambda x: tf.reduce_mean(x * x, axis=(1, 2, 3), keepdims=False)[:, None])(inp)
+    model = keras.Model(inp, keras.layers.Concatenate()([energy, 0.0 * energy]))
+    std = 0.3
+    igos = IGOSPP(model, mask_size=4, steps=5, noise_std=std, score="logit", batch_size=40, baseline="zeros")
+    kern = igos._get_kernels(SIZE, SIZE)
+    zeros = tf.zeros((2, SIZE, SIZE, 3))
+    from tfagg.explainers.igos_pp import noise_draws, noise_table
+
+    table = noise_table(SIZE, SIZE)
+    values = table.numpy().ravel()
+    assert abs(values.mean()) < 2e-3 and abs(values.std() - 1.0) < 2e-3
+    window = 3 * SIZE * SIZE // int(table.shape[1])
+    keys = np.array([[1, 2]] * 20 + [[3, 4]] * 20)
+    rows = noise_draws(keys, np.tile(np.arange(20), 2), int(table.shape[0]) - window + 1)
+    assert len(set(rows.tolist())) == 40 and rows.min() >= 0 and rows.max() <= table.shape[0] - window
+    np.testing.assert_array_equal(noise_draws(keys, np.tile(np.arange(20), 2), int(table.shape[0]) - window + 1), rows)
+    ones = tf.ones((2, 4, 4))
+    n = 40
+    starts = tf.zeros((4, SIZE, SIZE, 3))  # [baselines; images] of the two images
+    out = kern["scores"](starts, zeros, tf.constant([0, 0]), table * std, ones, ones, tf.zeros(n, tf.int32),
+                         tf.constant([0] * 20 + [1] * 20), tf.zeros(n, tf.int32), tf.ones(n),
+                         tf.constant(rows), tf.ones(n)).numpy()
+    np.testing.assert_allclose(out, std**2, rtol=0.12)  # mean of 1728 squared N(0, std^2) values
+    np.testing.assert_allclose(out.mean(), std**2, rtol=0.03)
+    assert len(np.unique(out)) == n  # every sample drew its own window
 
 # -- bad input -------------------------------------------------------------------------------------
 

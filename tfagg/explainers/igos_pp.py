@@ -63,24 +63,42 @@ upsampling             bilinear     ``align_corners=True`` (torch UpsamplingBili
 score                  probability  softmax, as the reference's ``softmax_output``.
 =====================  ===========  ==================================================
 
-Deviation for speed: the line search's reference loss ``L(M)`` reuses the class scores of
-the gradient pass (same masks, same path, an independent noise draw) instead of evaluating
-the model once more -- the same quantity, 4K forward passes per iteration cheaper.
+Deviations for speed:
+
+* the line search's reference loss ``L(M)`` reuses the class scores of the gradient pass (same
+  masks, same path, an independent noise draw) instead of evaluating the model once more -- the
+  same quantity, 4K forward passes per iteration cheaper;
+* the noise ``ε`` of a path image is a window of a fixed table of standard-normal numbers
+  (:func:`noise_table`; the "shared noise table" of Salimans et al. 2017's evolution strategies)
+  at a pseudo-random offset hashed from the image key and the sample's position in the
+  algorithm, times ``noise_std``. Every image's noise is exactly
+  i.i.d. ``N(0, noise_std^2)`` over its pixels, as the reference's ``torch.randn``; two path
+  images draw independent offsets among ~10^5 or more (so they share noise with negligible
+  probability, though windows may overlap shifted). Drawing fresh Philox normals instead cost
+  12-15 ms per 128 images at 64 px -- half of the offline model's 27 ms forward pass, which iGOS++
+  runs ~11,000 times per image; the table window costs ~1.4 ms.
 
 Batching: every model evaluation (gradient pass and each line-search round) is a stream of
-``images x 4 terms x K steps`` samples cut into chunks of exactly ``batch_size`` (last padded),
+``images x 4 terms x K steps`` samples cut into chunks of at most ``batch_size`` (last padded),
 evaluated by one traced function that builds the path images from the coarse masks on the
 fly. Noise is drawn per sample from the image's stateless key and the sample's position in
-the algorithm, so results do not depend on ``batch_size``.
+the algorithm, so results do not depend on ``batch_size``. The gradient pass (``4 K`` samples
+per image) is cut into equal chunks of at most ``batch_size`` (one chunk of 100 for K = 25 and
+one image, not 128 slots with 28 padded). A line-search candidate also needs ``4 K`` samples, so
+its chunks hold a whole number of candidates (100 of 128 slots for K = 25) or an equal share of
+one; any padding left is filled with the next candidates' samples (see
+:meth:`IGOSPP._line_search`), which are kept in case that candidate is reached.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
 import tensorflow as tf
 
-from tfagg.explainers._masks import align_corners_matrix, sample_seeds
+from tfagg.explainers._gradients import chunk_size
+from tfagg.explainers._masks import align_corners_matrix
 from tfagg.explainers.base import Explainer
 from tfagg.explainers.rise import check_baseline, make_baselines, stream_chunks
 from tfagg.validation import check_positive_float, check_positive_int
@@ -88,6 +106,52 @@ from tfagg.validation import check_positive_float, check_positive_int
 N_TERMS = 4  # del(U_d U_i), ins(U_d U_i), del(U_d), ins(U_i)
 _TERM_SIGN = np.array([1.0, -1.0, 1.0, -1.0])  # insertion losses are minus the score
 _NOISE_STREAM = 2
+_NOISE_TABLE_SEED = (20210605, 2)  # fixed: the table is a constant, randomness is in the offsets
+_NOISE_TABLES = {}
+
+
+def _block_length(sample_length: int) -> int:
+    """Floats per gathered block: the largest of 24, 12, 6, 3 dividing a sample's length."""
+    return next(b for b in (24, 12, 6, 3) if sample_length % b == 0)
+
+
+def noise_table(h: int, w: int) -> tf.Tensor:
+    """The ``(R, block)`` table of standard-normal numbers that iGOS++ noise windows come from.
+
+    ``R * block = clip(64 * 3 h w, 2^22, 2^24)`` numbers (16 MB at 64 px, 37 MB at 224 px),
+    drawn once per size from a fixed seed and cached. A sample's noise is ``3 h w / block``
+    consecutive rows starting at a pseudo-random row, so offsets are multiples of ``block``
+    floats (gathering whole rows is ~3x cheaper than gathering single floats).
+    """
+    length = 3 * h * w
+    block = _block_length(length)
+    total = int(np.clip(64 * length, 2**22, 2**24)) // block * block
+    key = (total, block)
+    if key not in _NOISE_TABLES:
+        table = tf.random.stateless_normal((total,), seed=_NOISE_TABLE_SEED)
+        _NOISE_TABLES[key] = tf.reshape(table, (total // block, block))
+    return _NOISE_TABLES[key]
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (Steele et al. 2014): a bijective mix of uint64 words."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def noise_draws(image_keys: np.ndarray, counters: np.ndarray, num_offsets: int) -> np.ndarray:
+    """Start rows in ``[0, num_offsets)`` of samples' windows of the noise table.
+
+    Hashed from the key of each sample's image (``(M, 2)`` int) and the sample's counter (its
+    position in the algorithm), so a sample's noise depends on nothing else.
+    """
+    keys = np.asarray(image_keys, np.int64).astype(np.uint64)
+    word = (keys[:, 0] << np.uint64(32)) | (keys[:, 1] & np.uint64(0xFFFFFFFF))
+    h = _splitmix64(_splitmix64(word ^ np.uint64(_NOISE_STREAM)) + np.asarray(counters, np.int64).astype(np.uint64))
+    return (h % np.uint64(num_offsets)).astype(np.int32)
 
 
 def _check_real(value, name: str, low: float, high: float | None = None, open_low: bool = False) -> float:
@@ -177,7 +241,11 @@ class IGOSPP(Explainer):
 
     # -- traced kernels ------------------------------------------------------------------------
     def _get_kernels(self, h: int, w: int):
-        """Traced path-score kernels (with / without mask gradients) and the regulariser."""
+        """Traced path-score kernels (with / without mask gradients) and the regulariser.
+
+        ``kernels["scores"]`` takes chunks of :meth:`_candidate_chunk` samples; ``kernels["grads"](chunk)``
+        returns the gradient kernel for chunks of ``chunk`` samples (traced once per size).
+        """
         # Keyed by the hyperparameters too: traced functions capture them, so a changed
         # attribute (e.g. ``score``) must build new ones rather than silently use the old values.
         key = (h, w, self._params_key())
@@ -186,47 +254,60 @@ class IGOSPP(Explainer):
         mh, mw = min(self.mask_size, h), min(self.mask_size, w)
         rows = tf.constant(align_corners_matrix(mh, h))
         cols = tf.constant(align_corners_matrix(mw, w))
-        b = self.batch_size
+        b = self._candidate_chunk()
         model, use_softmax, noise_std = self.model, self.score == "probability", self.noise_std
 
         def up(m):
             return tf.einsum("hi,bij,wj->bhw", rows, m, cols)
 
-        def path_scores(diffs, baselines, labels, m_del, m_ins, image_idx, term, t, seeds):
-            u_del, u_ins = up(m_del), up(m_ins)
-            u = tf.where((term < 2)[:, None, None], u_del * u_ins,
-                         tf.where((term == 2)[:, None, None], u_del, u_ins))
-            a = t[:, None, None] * u
-            # deletion:  x ⊙ a + b ⊙ (1 - a) = b + a (x - b)
-            # insertion: b ⊙ a + x ⊙ (1 - a) = b + (1 - a)(x - b)
-            coeff = tf.where((term % 2 == 0)[:, None, None], a, 1.0 - a)
-            inputs = tf.gather(baselines, image_idx) + coeff[..., None] * tf.gather(diffs, image_idx)
-            if noise_std > 0:
-                noise = tf.map_fn(lambda s: tf.random.stateless_normal((h, w, 3), seed=s), seeds,
-                                  fn_output_signature=tf.float32)
-                inputs = inputs + noise_std * noise
+        cols3 = tf.constant(np.repeat(align_corners_matrix(mw, w).T, 3, axis=1))  # (mw, 3 W)
+
+        def up3(m):
+            """``up(m)`` repeated over the colour channels: ``(n, h, w, 3)`` (no broadcasting later)."""
+            return tf.reshape(tf.matmul(rows, tf.matmul(m, cols3)), (-1, h, w, 3))
+
+        window = 3 * h * w // _block_length(3 * h * w)  # table rows per sample
+
+        def path_scores(starts, diffs, labels, noise, masks_del, masks_ins, row, image_idx, term, t, noise_row):
+            # A chunk uses few distinct masks (one row per image and line-search candidate), so the
+            # upsampled masks times (x - b) are formed once per distinct row and then picked per
+            # sample: each sample costs a handful of full-size passes (gathers, one multiply, adds)
+            # instead of an upsampling and a dozen elementwise ops.
+            unique_rows, local = tf.unique(row)
+            n_unique = tf.shape(unique_rows)[0]
+            d = tf.gather(diffs, tf.math.unsorted_segment_max(image_idx, local, n_unique))  # x - b per row
+            u_del = up3(tf.gather(masks_del, unique_rows))
+            u_ins = up3(tf.gather(masks_ins, unique_rows))
+            which = tf.where(term < 2, 0, tf.where(term == 2, 1, 2))  # U_d U_i, U_d, U_i
+            v = tf.gather(tf.concat([u_del * u_ins * d, u_del * d, u_ins * d], 0), which * n_unique + local)
+            # deletion (even terms):   x ⊙ tU + b ⊙ (1 - tU) = b + t U ⊙ (x - b)
+            # insertion (odd terms):   b ⊙ tU + x ⊙ (1 - tU) = x - t U ⊙ (x - b)
+            deletion = term % 2 == 0
+            start = tf.gather(starts, tf.where(deletion, image_idx, image_idx + tf.shape(diffs)[0]))
+            inputs = start + tf.where(deletion, t, -t)[:, None, None, None] * v
+            if noise_std > 0:  # ``noise`` is the table already scaled by noise_std
+                eps = tf.gather(noise, noise_row[:, None] + tf.range(window)[None])
+                inputs = inputs + tf.reshape(eps, (-1, h, w, 3))
             out = model(inputs, training=False)
             if use_softmax:
                 out = tf.nn.softmax(out, axis=-1)
             return tf.gather(out, tf.gather(labels, image_idx), axis=1, batch_dims=1)
 
-        def scores(diffs, baselines, labels, masks_del, masks_ins, row, image_idx, term, t, seeds, weight):
+        def scores(starts, diffs, labels, noise, masks_del, masks_ins, row, image_idx, term, t, noise_row, weight):
             """Per-sample class scores ``(B,)`` (``weight`` unused; same signature as below)."""
-            m_del, m_ins = tf.gather(masks_del, row), tf.gather(masks_ins, row)
-            return path_scores(diffs, baselines, labels, m_del, m_ins, image_idx, term, t, seeds)
+            return path_scores(starts, diffs, labels, noise, masks_del, masks_ins, row, image_idx, term, t,
+                               noise_row)
 
-        def losses_and_grads(diffs, baselines, labels, masks_del, masks_ins, row, image_idx, term, t, seeds,
-                             weight):
-            """Per-row sums of ``weight * score`` and their gradients w.r.t. the row's masks."""
-            m_del, m_ins = tf.gather(masks_del, row), tf.gather(masks_ins, row)
+        def losses_and_grads(starts, diffs, labels, noise, masks_del, masks_ins, row, image_idx, term, t,
+                             noise_row, weight):
+            """Per-row sums of ``weight * score`` and their gradients w.r.t. the rows' masks."""
             with tf.GradientTape() as tape:
-                tape.watch([m_del, m_ins])
-                s = path_scores(diffs, baselines, labels, m_del, m_ins, image_idx, term, t, seeds) * weight
-            g_del, g_ins = tape.gradient(s, [m_del, m_ins])
-            n_rows = tf.shape(masks_del)[0]
-            return (tf.math.unsorted_segment_sum(s, row, n_rows),
-                    tf.math.unsorted_segment_sum(g_del, row, n_rows),
-                    tf.math.unsorted_segment_sum(g_ins, row, n_rows))
+                tape.watch([masks_del, masks_ins])
+                s = path_scores(starts, diffs, labels, noise, masks_del, masks_ins, row, image_idx, term, t,
+                                noise_row) * weight
+            g_del, g_ins = tape.gradient(s, [masks_del, masks_ins])  # gather's gradient: sparse rows
+            return (tf.math.unsorted_segment_sum(s, row, tf.shape(masks_del)[0]),
+                    tf.convert_to_tensor(g_del), tf.convert_to_tensor(g_ins))
 
         beta, sigma = self.tv_exponent, self.btv_sigma
         l1, l2 = self.sparsity, self.smoothness
@@ -253,14 +334,28 @@ class IGOSPP(Explainer):
 
         img = tf.TensorSpec((None, h, w, 3), tf.float32)
         msk = tf.TensorSpec((None, mh, mw), tf.float32)
-        per_sample = [tf.TensorSpec((b,), tf.int32)] * 3 + [tf.TensorSpec((b,), tf.float32),
-                                                            tf.TensorSpec((b, 2), tf.int32),
-                                                            tf.TensorSpec((b,), tf.float32)]
-        sig = [img, img, tf.TensorSpec((None,), tf.int32), msk, msk] + per_sample
+        table = tf.TensorSpec((None, _block_length(3 * h * w)), tf.float32)
+
+        def signature(chunk):
+            per_sample = [tf.TensorSpec((chunk,), tf.int32)] * 3 + [tf.TensorSpec((chunk,), tf.float32),
+                                                                    tf.TensorSpec((chunk,), tf.int32),
+                                                                    tf.TensorSpec((chunk,), tf.float32)]
+            # starts = [baselines; images] (2N rows), diffs = images - baselines
+            return [img, img, tf.TensorSpec((None,), tf.int32), table, msk, msk] + per_sample
+
+        grad_kernels = {}
+
+        def grads(chunk):
+            if chunk not in grad_kernels:
+                grad_kernels[chunk] = tf.function(functools.partial(losses_and_grads), autograph=False,
+                                                  input_signature=signature(chunk))
+            return grad_kernels[chunk]
+
         kernels = {
             "mask_hw": (mh, mw),
-            "scores": tf.function(scores, autograph=False, input_signature=sig),
-            "losses_and_grads": tf.function(losses_and_grads, autograph=False, input_signature=sig),
+            "scores": tf.function(scores, autograph=False, input_signature=signature(b)),
+            "grads": grads,
+            "grad_kernels": grad_kernels,
             "regulariser": tf.function(regulariser, autograph=False, input_signature=[
                 msk, msk, tf.TensorSpec((None, h - 1, w), tf.float32),
                 tf.TensorSpec((None, h, w - 1), tf.float32)]),
@@ -272,7 +367,7 @@ class IGOSPP(Explainer):
 
     # -- sample streams ----------------------------------------------------------------------------
     def _run(self, kern, kind, ctx, phase, table_del, table_ins, table_image, row, term, step):
-        """Evaluate path samples in chunks of exactly ``batch_size``.
+        """Evaluate path samples in chunks of at most ``batch_size``.
 
         Sample ``q`` is step ``step[q]`` of term ``term[q]`` for the masks in row ``row[q]`` of
         ``table_del``/``table_ins`` (that row belongs to image ``table_image[row[q]]``). Its noise
@@ -283,15 +378,21 @@ class IGOSPP(Explainer):
         ``kind == "scores"``: per-sample scores ``(Q,)``. ``kind == "grads"``: per-row loss
         ``sum(sign * score / K)`` and its gradients w.r.t. both masks, float64.
         """
-        diffs, baselines, labels, keys_np = ctx
-        k, bsz = self.steps, self.batch_size
+        starts, diffs, labels, keys_np, noise = ctx
+        k = self.steps
         image_idx = table_image[row]
         counters = (np.asarray(phase, np.int64) * N_TERMS + term) * k + step
-        seeds = sample_seeds(keys_np[image_idx], _NOISE_STREAM, counters)
+        window = 3 * int(diffs.shape[1]) * int(diffs.shape[2]) // int(noise.shape[1])
+        noise_row = noise_draws(keys_np[image_idx], counters, int(noise.shape[0]) - window + 1)
         t = (step + 1.0) / k  # t_k = k / K, k = 1..K (reference: linspace(1/K, 1, K))
         weight = _TERM_SIGN[term] / k
         md, mi = tf.constant(table_del, tf.float32), tf.constant(table_ins, tf.float32)
-        fn = kern["losses_and_grads"] if kind == "grads" else kern["scores"]
+        if kind == "grads":  # equal chunks: e.g. 100 samples of one image as one chunk of 100
+            bsz = chunk_size(len(row), self.batch_size)
+            fn = kern["grads"](bsz)
+        else:  # line search: whole candidates per chunk (padding is filled speculatively)
+            bsz = self._candidate_chunk()
+            fn = kern["scores"]
         out_scores = np.zeros(len(row), np.float64)
         loss = np.zeros(len(table_del), np.float64)
         g_del = np.zeros(table_del.shape, np.float64)
@@ -304,8 +405,8 @@ class IGOSPP(Explainer):
                 out[:n] = a[start:stop]
                 return tf.constant(out)
 
-            res = fn(diffs, baselines, labels, md, mi, pad(row, np.int32), pad(image_idx, np.int32),
-                     pad(term, np.int32), pad(t, np.float32), pad(seeds, np.int32), pad(weight, np.float32))
+            res = fn(starts, diffs, labels, noise, md, mi, pad(row, np.int32), pad(image_idx, np.int32),
+                     pad(term, np.int32), pad(t, np.float32), pad(noise_row, np.int32), pad(weight, np.float32))
             self._last_stats["slots_" + kind] += bsz
             self._last_stats["samples_" + kind] += n
             if kind == "grads":
@@ -315,6 +416,20 @@ class IGOSPP(Explainer):
             else:
                 out_scores[start:stop] = res.numpy()[:n]
         return (loss, g_del, g_ins) if kind == "grads" else out_scores
+
+    def _candidate_chunk(self) -> int:
+        """Line-search chunk size: the most whole candidates (``4 K`` samples each) that fit in
+        ``batch_size``, or an equal share of one candidate if it does not fit.
+
+        A speculative sample (of a candidate the search may never reach) is only worth computing
+        in a slot that would otherwise be padding: with a chunk of 128 and 100 samples per
+        candidate, 28 speculative samples per round were wasted whenever the current candidate
+        was accepted (12-22 % of the line search's passes, measured on the offline model).
+        """
+        per = N_TERMS * self.steps
+        if per <= self.batch_size:
+            return per * (self.batch_size // per)
+        return chunk_size(per, self.batch_size)
 
     def _step_sizes(self) -> np.ndarray:
         """Candidate steps ``α_u η^j`` up to and including the first one below ``α_l``."""
@@ -345,7 +460,7 @@ class IGOSPP(Explainer):
             rows = np.flatnonzero(active)
             wanted = [(i, cur[i], np.flatnonzero(np.isnan(cache[i, cur[i]]))) for i in rows]
             n_need = sum(len(s) for _, _, s in wanted)
-            spare = -n_need % self.batch_size
+            spare = -n_need % self._candidate_chunk()
             depth = 1
             while spare > 0 and any(cur[i] + depth < n_cand for i in rows):
                 for i in rows:
@@ -394,7 +509,8 @@ class IGOSPP(Explainer):
         mh, mw = kern["mask_hw"]
         keys_np = keys.numpy()
         baselines = make_baselines(self.baseline, images, keys_np)
-        ctx = (images - baselines, baselines, labels, keys_np)
+        noise = noise_table(h, w) * self.noise_std  # once per call: 4-10 M multiplies
+        ctx = (tf.concat([baselines, images], 0), images - baselines, labels, keys_np, noise)
         w_v, w_h = kern["bilateral_weights"](images)
         self._last_stats = dict.fromkeys(
             ["samples_grads", "slots_grads", "samples_scores", "slots_scores", "candidates"], 0)
