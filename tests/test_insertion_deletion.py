@@ -304,3 +304,59 @@ def test_bad_input_raises_clear_error(patch_setup, kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         insertion_deletion(**args)
+
+
+# -- coinciding perturbed inputs are evaluated once ------------------------------------------------
+def _distinct_sets(step_maps, steps):
+    """Brute force: number of distinct changed-pixel sets over the maps, summed over t = 1..T-1."""
+    return sum(len({tuple(np.flatnonzero(row <= t)) for row in step_maps}) for t in range(1, steps))
+
+
+def test_changed_set_fingerprints_match_set_equality():
+    rng = np.random.default_rng(5)
+    base = rng.permutation(64)
+    maps = np.stack([base, base, rng.permutation(64)])  # step maps with one step per pixel
+    maps[1, [10, 20]] = maps[1, [20, 10]]  # a swap changes the sets in between only
+    fp = idmod._changed_set_hashes(maps.astype(np.int64) + 1, 65)
+    for t in range(64):
+        sets = [frozenset(np.flatnonzero(row + 1 <= t + 1)) for row in maps]
+        for a in range(3):
+            for b in range(3):
+                assert (sets[a] == sets[b]) == bool(np.all(fp[a, t] == fp[b, t]))
+
+
+def test_coinciding_inputs_share_one_forward_pass_and_change_no_score(cnn_setup):
+    model, images, labels, maps = cnn_setup
+    rng = np.random.default_rng(7)
+    a = maps[:, 0]
+    same_order = 3.0 * a + 1.0  # a strictly increasing transform: every step coincides with a's
+    top_agrees = a.copy()  # a's order on its top pixels, another order below the median
+    low = a < np.median(a, axis=(1, 2), keepdims=True)
+    top_agrees[low] = a[low] - 100.0 * rng.random(int(low.sum()))
+    stack = np.stack([a, same_order, maps[:, 1], top_agrees], axis=1)  # (N, 4, H, W)
+    steps = 16
+    together = insertion_deletion(model, images, labels, stack, steps=steps, seed=4, batch_size=13,
+                                  return_curves=True)
+    for j in range(stack.shape[1]):  # every map alone: nothing can be shared
+        alone = insertion_deletion(model, images, labels, stack[:, j], steps=steps, seed=4, batch_size=13,
+                                   return_curves=True)
+        assert alone.model_inputs == alone.nominal_inputs == 3 * (2 + 2 * (steps - 1))
+        np.testing.assert_allclose(together.insertion_curve[:, j], alone.insertion_curve, atol=1e-6)
+        np.testing.assert_allclose(together.deletion_curve[:, j], alone.deletion_curve, atol=1e-6)
+        np.testing.assert_allclose(together.insertion[:, j], alone.insertion, atol=1e-7)
+    keys = idmod._image_keys(4, 3, idmod.TIE_BREAK_STREAM)
+    step_maps = change_steps(stack, idmod.tie_break_keys(keys, H * W), steps).reshape(3, 4, -1)
+    distinct = sum(_distinct_sets(step_maps[i], steps) for i in range(3))
+    assert together.nominal_inputs == 3 * (2 + 2 * 4 * (steps - 1))
+    assert together.model_inputs == 3 * 2 + 2 * distinct
+    # same_order shares all of its inputs with a; top_agrees shares some of them
+    assert together.model_inputs < together.nominal_inputs - 3 * 2 * (steps - 1)
+
+
+def test_insertion_only_shares_inputs_too(cnn_setup):
+    model, images, labels, maps = cnn_setup
+    stack = np.stack([maps[:, 0], maps[:, 0] * 2.0], axis=1)
+    steps = 10
+    res = idmod._run(model, images, labels, stack, steps, "normal", 0, 16, False, False, curves=("insertion",))
+    assert res.model_inputs == 3 * (2 + (steps - 1)) and res.nominal_inputs == 3 * (2 + 2 * (steps - 1))
+    np.testing.assert_allclose(res.insertion[:, 0], res.insertion[:, 1], atol=0)
