@@ -76,11 +76,18 @@ def passes_per_image(explainer):
 
 
 def igos_passes(explainer, num_images: int) -> dict:
-    """Per-image pass counts of the last iGOS++ call from its ``last_stats``."""
+    """Per-image pass counts of the last iGOS++ call from its ``last_stats``.
+
+    The bound counts the method's own passes: the gradient samples and ``4 K`` forward samples
+    per line-search candidate. Speculative samples of candidates that were never reached
+    (``forward_evaluated - forward``) and chunk padding count as overhead.
+    """
     s = explainer.last_stats
+    per_candidate = 4 * explainer.steps
     return {
         "gradient": s["samples_grads"] / num_images,
-        "forward": s["samples_scores"] / num_images,
+        "forward": s["candidates"] * per_candidate / num_images,
+        "forward_evaluated": s["samples_scores"] / num_images,
         "gradient_slots": s["slots_grads"] / num_images,
         "forward_slots": s["slots_scores"] / num_images,
         "candidates": s["candidates"] / num_images,
@@ -223,6 +230,10 @@ def overhead_probes(model, batch_size: int, small_batches=(32, 64), rounds: int 
         out["igos_scores_kernel_ms_per_chunk"] = 1e3 * _igos_kernel_seconds(model, batch_size, rounds)
     except Exception as exc:  # noqa: BLE001 - a probe must not stop the benchmark
         out["igos_scores_kernel_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    try:  # PolyCAM's masked-score kernel on one image's channel masks of all target layers
+        out["polycam_kernel_ms_per_chunk"] = 1e3 * _polycam_kernel_seconds(model, batch_size, rounds)
+    except Exception as exc:  # noqa: BLE001
+        out["polycam_kernel_error"] = f"{type(exc).__name__}: {exc}"[:200]
     try:  # RISE's chunk kernel (masks from grids -> blend -> model -> weighted mask sum)
         out["rise_chunk_ms_per_chunk"] = 1e3 * _rise_chunk_seconds(model, batch_size, rounds)
     except Exception as exc:  # noqa: BLE001
@@ -241,8 +252,9 @@ def _rise_chunk_seconds(model, batch_size: int, rounds: int) -> float:
     fn = rise._chunk_fn(size, size)
     b, s = batch_size, rise.grid_size
     rng = np.random.default_rng(0)
-    images = tf.random.uniform((1, size, size, 3), seed=2)
-    args = (images, tf.fill((1, size, size, 3), 0.45), tf.constant([0]), tf.zeros((b,), tf.int32),
+    baselines = tf.fill((1, size, size, 3), 0.45)
+    diffs = tf.random.uniform((1, size, size, 3), seed=2) - baselines
+    args = (baselines, diffs, tf.constant([0]), tf.zeros((b,), tf.int32),
             tf.constant((rng.random((b, s, s)) < rise.p1).astype(np.float32)),
             tf.constant(rng.integers(0, 3, (b, 2)), tf.int32), tf.ones((b,)))
     fn(*args).numpy()
@@ -250,23 +262,52 @@ def _rise_chunk_seconds(model, batch_size: int, rounds: int) -> float:
     return float(np.median(walls))
 
 
+def _polycam_kernel_seconds(model, batch_size: int, rounds: int) -> float:
+    """Seconds per chunk of ``batch_size`` of PolyCAM's masked-score kernel (private API): the
+    first chunk of one image's stream, which mixes the shallow layers' channels."""
+    import functools
+
+    from tfagg.explainers._gradients import spec_of
+
+    size = int(model.input_shape[1])
+    explainer = EXPLAINERS["polycam"](model, batch_size=batch_size)
+    images = tf.random.uniform((1, size, size, 3), seed=3)
+    labels = tf.constant([0])
+    rng = np.random.default_rng(0)
+    masks = tuple(tf.constant(rng.random((1, int(model.get_layer(n).output.shape[-1]),
+                                          *model.get_layer(n).output.shape[1:3])).astype(np.float32))
+                  for n in explainer.layers)
+    diffs = images - tf.constant(explainer.fill_value().reshape(1, 1, 1, 3))
+    signature = (spec_of(images), spec_of(labels), tuple(spec_of(m) for m in masks),
+                 tf.TensorSpec((batch_size,), tf.int32))
+    fn = tf.function(functools.partial(explainer._chunk_masked_scores, invert=False), input_signature=signature)
+    offsets = tf.range(batch_size, dtype=tf.int32)
+    fn(diffs, labels, masks, offsets).numpy()
+    walls = [timed(lambda: [fn(diffs, labels, masks, offsets).numpy() for _ in range(4)])[0] / 4
+             for _ in range(rounds)]
+    return float(np.median(walls))
+
+
 def _igos_kernel_seconds(model, batch_size: int, rounds: int) -> float:
     """Seconds per chunk of iGOS++'s forward path-score kernel (masks -> noisy path images -> scores)."""
+    from tfagg.explainers.igos_pp import noise_table
+
     size = int(model.input_shape[1])
     explainer = EXPLAINERS["igos_pp"](model, batch_size=batch_size)
     kern = explainer._get_kernels(size, size)
     mh, mw = kern["mask_hw"]
-    b = batch_size
+    b = explainer._candidate_chunk()
     x = tf.random.uniform((1, size, size, 3), seed=1)
     base = tf.fill((1, size, size, 3), 0.45)
     ones = tf.ones((1, mh, mw))
     zeros = tf.zeros((b,), tf.int32)
-    seeds = tf.constant(np.stack([np.arange(b), np.arange(b) + 3], 1), tf.int32)
-    args = (x - base, base, tf.constant([0]), ones, ones, zeros, zeros, tf.constant(np.arange(b) % 4, tf.int32),
-            tf.fill((b,), 0.5), seeds, tf.ones((b,)))
+    noise = noise_table(size, size) * explainer.noise_std
+    args = (tf.concat([base, x], 0), x - base, tf.constant([0]), noise, ones, ones, zeros, zeros,
+            tf.constant(np.arange(b) % 4, tf.int32), tf.fill((b,), 0.5),
+            tf.constant(np.arange(b) * 97, tf.int32), tf.ones((b,)))
     kern["scores"](*args).numpy()
     walls = [timed(lambda: [kern["scores"](*args).numpy() for _ in range(4)])[0] / 4 for _ in range(rounds)]
-    return float(np.median(walls))
+    return float(np.median(walls)) * batch_size / b  # per batch_size samples, comparable to the model's chunk
 
 
 def main():

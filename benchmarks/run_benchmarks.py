@@ -79,30 +79,31 @@ BELOW_TARGET_NOTES = {
         "one pass per image: with one image per call the model runs at batch 1, far below its batch-{b} "
         "images/s; milliseconds per image in absolute terms."),
     "polycam": (
-        "per image the channel-mask streams of the target layers have {polycam_rows} rows, so with few images "
-        "per call the shallow layers run chunks smaller than {b}, and the model runs a batch of 32 / 64 at "
-        "{rel32:.0%} / {rel64:.0%} of its batch-{b} images/s (measured in this run). Profiled separately (2 "
-        "images per call): ~90 % of the call is the masked-score passes, which also upsample every channel's "
-        "activation map to the image and blend it in the traced kernel; host-side numpy (mask normalisation, "
-        "weighted sums, resizes) is ~6 %, the activation pass ~5 %."),
+        "all (image, layer, channel) triples form one stream ({polycam_rows} channels + 1 activation pass per "
+        "image), so every chunk is full. Measured in this run: the masked-score kernel costs "
+        "{polycam_kernel_ms:.0f} ms per chunk of {b} against {fwd_ms:.0f} ms for the model's forward pass -- "
+        "it upsamples every channel's activation map to the image (two small matrix products per layer) and "
+        "blends it with the image, per-pixel work that weighs ~{polycam_share:.0%} against this width-16 model "
+        "and grows 12x to 224 px, the model ~{model_scale:.0f}x (see --full). With one image per call the "
+        "activation pass runs at batch 1 and host-side numpy (percentile normalisation of the maps, weighted "
+        "sums, resizes) adds a few ms per image."),
     "igos_pp": (
         "a sequential optimisation. Measured from `last_stats` in this run, per image: {igos_iters} gradient "
-        "chunks with {igos_useful:.0%} useful slots (4 terms x 25 steps = 100 of {b}), then {igos_rounds:.0f} "
-        "line-search rounds for {igos_candidates:.0f} Armijo candidates -- each round a traced call that must "
-        "wait for the previous round's losses, plus host work (numpy candidate masks, a regulariser call, the "
-        "Armijo test); speculative samples of later candidates fill the padding but are wasted when an earlier "
-        "candidate is accepted. The forward path-score kernel itself costs {igos_kernel_ms:.0f} ms per chunk of "
-        "{b} against {fwd_ms:.0f} ms for the model's forward pass (measured in this run): every path image "
-        "gets fresh Gaussian noise ({noise_sn_ms:.0f} ms per chunk) and its two masks are upsampled and blended. "
-        "These per-pixel costs grow 12x to 224 px, the model's ~{model_scale:.0f}x, so the gap narrows at paper "
-        "scale (see --full). Profiled separately (5 iterations, loaded machine): noise_std=0 raised the ratio "
-        "from ~0.6 to ~0.7; the rest is padding and per-round host work."),
+        "chunks ({igos_useful:.0%} of their slots useful), {igos_candidates:.0f} Armijo candidates of 4 x 25 "
+        "path images each, evaluated in sequential line-search rounds -- each a traced call that must wait for "
+        "the previous round's losses, with host work in between (numpy candidate masks, a regulariser call, the "
+        "Armijo test) -- and {igos_spec:.0f} speculative samples of candidates never reached. The forward "
+        "path-score kernel costs {igos_kernel_ms:.0f} ms per {b} samples against {fwd_ms:.0f} ms for the "
+        "model's forward pass (measured in this run): per path image it gathers the blended mask product, "
+        "the start image and a noise window and adds them, ~{igos_share:.0%} of this width-16 model's pass "
+        "at 64 px; the share shrinks ~{model_scale:.0f}/12-fold at 224 px (see --full)."),
     "rise": (
         "measured in this run: RISE's traced chunk costs {rise_chunk_ms:.1f} ms per chunk of {b} against "
         "{fwd_ms:.1f} ms for the model's forward pass. The difference is per-pixel work around the model: the "
-        "masks built from the 10x10 grids (two small batched matrix products + crop), the blend of {b} masked "
-        "inputs and the score-weighted sum of {b} masks; host-side drawing and packing of grids is ~1 % "
-        "(profiled separately). It grows 12x to 224 px, the model ~{model_scale:.0f}x (see --full)."),
+        "masks built from the 10x10 grids (small batched matrix products + crop, once per pixel and once per "
+        "colour channel), the blend of {b} masked inputs and the score-weighted sum of {b} masks; host-side "
+        "drawing and packing of grids is ~1 % (profiled separately). It grows 12x to 224 px, the model "
+        "~{model_scale:.0f}x (see --full)."),
     "insertion_deletion": (
         "measured in this run, per batch of {b}: building the perturbed inputs inside the traced call (index "
         "arithmetic + a gather of every pixel from the image/baseline table) {id_build_ms:.1f} ms; the fused "
@@ -113,11 +114,11 @@ BELOW_TARGET_NOTES = {
         "Fastest-round ratio: {ratio_fastest:.2f}."),
     "igos_pp@224": (
         "measured from `last_stats` in this run (iterations=1, batch {b224}): {igos224_grad:.0f} gradient samples "
-        "in {igos224_grad_slots:.0f} batch slots ({igos224_useful:.0%} useful: 4 terms x 25 steps = 100 do not "
-        "fill two chunks of {b224}) and {igos224_fwd:.0f} forward samples in {igos224_fwd_slots:.0f} slots for "
-        "{igos224_candidates:.0f} Armijo candidates, evaluated in sequential line-search rounds with host work "
-        "between them (see the 64-px note). The per-pixel extras (noise, mask upsampling and blending) weigh "
-        "less next to the full-width model than at 64 px."),
+        "in {igos224_grad_slots:.0f} batch slots and {igos224_fwd:.0f} forward samples evaluated in "
+        "{igos224_fwd_slots:.0f} slots for {igos224_candidates:.0f} Armijo candidates, in sequential "
+        "line-search rounds with host work between them (see the 64-px note). With one iteration the "
+        "first call's host work and the one gradient pass weigh more than in the 20-iteration runs of the "
+        "pipeline."),
     "insertion_deletion@224": (
         "only {id224_batches} batches per call here (1 map x {id224_steps} steps = {id224_passes} passes, "
         "{id224_useful:.0%} of the batch slots used), so the paired rounds are few and short: compare the fastest-round ratio ({ratio_fastest:.2f}). The one per-batch overhead found at "
@@ -152,13 +153,16 @@ def note_facts(results: dict) -> dict:
     if igos:
         p = igos["passes_per_image"]
         facts.update(igos_iters=igos["settings"]["iterations"], igos_useful=p["gradient"] / p["gradient_slots"],
-                     igos_rounds=p["forward_slots"] / facts["b"], igos_candidates=p["candidates"])
+                     igos_candidates=p["candidates"], igos_spec=p.get("forward_evaluated", p["forward"]) - p["forward"])
     probe = results.get("insertion_deletion", {}).get("build_probe", {})
     facts["id_build_ms"] = probe.get("build_ms_per_batch", float("nan"))
     facts["id_fused_ms"] = probe.get("fused_ms_per_batch", float("nan"))
     facts["id_score_ms"] = probe.get("score_prepared_ms_per_batch", float("nan"))
     facts["id_build_share"] = facts["id_build_ms"] / facts["id_score_ms"]
     facts["igos_kernel_ms"] = probes.get("igos_scores_kernel_ms_per_chunk", float("nan"))
+    facts["igos_share"] = facts["igos_kernel_ms"] / facts["fwd_ms"] - 1.0
+    facts["polycam_kernel_ms"] = probes.get("polycam_kernel_ms_per_chunk", float("nan"))
+    facts["polycam_share"] = facts["polycam_kernel_ms"] / facts["fwd_ms"] - 1.0
     facts["rise_chunk_ms"] = probes.get("rise_chunk_ms_per_chunk", float("nan"))
     by224 = {r["explainer"]: r for r in results.get("explainers_224px", []) if "error" not in r}
     if "igos_pp" in by224:
@@ -194,6 +198,17 @@ def log(msg: str = "") -> None:
 # ----------------------------------------------------------------------------------------------
 # the measurements
 # ----------------------------------------------------------------------------------------------
+def offline_model_if_cached():
+    """The trained offline model from ``$TFAGG_HOME`` (``tfagg reproduce`` trains it), or None."""
+    from tfagg.models.zoo import cached_model
+
+    try:
+        model, _ = cached_model("synth-signs", seed=0, train_if_missing=False, progress=False)
+        return model
+    except FileNotFoundError:
+        return None
+
+
 def run(mode: str, batch_size: int) -> dict:
     quick, full = mode == "quick", mode == "full"
     results = {"mode": mode, "command": "python benchmarks/run_benchmarks.py" + ("" if mode == "default" else f" --{mode}"),
@@ -242,6 +257,14 @@ def run(mode: str, batch_size: int) -> dict:
     results["insertion_deletion"]["build_probe"] = probe = bench_insertion_deletion.build_cost_probe(
         model, batch_size, rounds=2 if quick else 3)
     log("  per batch: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in probe.items()))
+    try:  # the pipeline's maps: coinciding perturbed inputs are evaluated once
+        trained = offline_model_if_cached()
+        results["insertion_deletion_shared"] = bench_insertion_deletion.bench_shared_inputs(
+            trained or model, bounds, batch_size, steps=256, rounds=2 if quick else 3, trained=trained is not None,
+            log=log)
+    except Exception as exc:  # noqa: BLE001 - keep benchmarking; the report shows the failure
+        results["insertion_deletion_shared"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        log(f"  pipeline maps FAILED: {results['insertion_deletion_shared']['error']}")
 
     # 4. batch size: memory against speed ------------------------------------------------------
     section("batch size: speed and peak memory")
@@ -366,6 +389,8 @@ def paper_scale_estimate(results: dict) -> dict:
     maps_s = maps["seconds_per_image_without_rbm"] + maps["rbm_maps"] * rbm_s
     explain_s = sum(e["seconds_per_image"] for e in explainers.values())
     per_image = explain_s + id_s + maps_s
+    shared = results.get("insertion_deletion_shared", {}).get("shared_fraction")
+    id_s_shared = id_s * (1.0 - shared) if shared is not None else None
     return {
         "images": PAPER_IMAGES, "image_size": 224, "model": "ResNet18 width 64, 1000 classes", "batch_size": PAPER_BATCH,
         "rates_source": "measured at 224 px (--full)" if not raw.get("quick") else
@@ -378,6 +403,9 @@ def paper_scale_estimate(results: dict) -> dict:
         "insertion_deletion_ratio_used": id_ratio, "insertion_deletion_seconds_per_image": id_s,
         "maps_seconds_per_image": maps_s, "rbm_seconds_per_image": rbm_s,
         "seconds_per_image": per_image, "hours": per_image * PAPER_IMAGES / 3600,
+        "insertion_deletion_shared_fraction": shared,
+        "hours_with_shared_inputs": None if shared is None else
+                                    (explain_s + id_s_shared + maps_s) * PAPER_IMAGES / 3600,
         "hours_breakdown": {"explainers": explain_s * PAPER_IMAGES / 3600,
                             "insertion_deletion": id_s * PAPER_IMAGES / 3600,
                             "aggregation_maps": maps_s * PAPER_IMAGES / 3600},
@@ -443,6 +471,14 @@ def summary(results: dict) -> list:
     rows.append(["insertion/deletion", f"{idr['items_per_s']:.2f} curve pairs/s", f"**{idr['ratio']:.2f}**", "-",
                  f"{idr['steps']} steps; {idr['loops']['loop-1']['speedup']:.0f}x / "
                  f"{idr['loops']['loop-MB']['speedup']:.1f}x faster than per-step loops (batch 1 / batch M)"])
+    sh = results.get("insertion_deletion_shared", {})
+    if "error" in sh:
+        rows.append(["insertion/deletion, pipeline maps", "FAILED", "", "", sh["error"]])
+    elif sh:
+        rows.append(["insertion/deletion, pipeline maps", f"{sh['items_per_s']:.2f} curve pairs/s",
+                     f"**{sh['ratio']:.2f}** (effective {sh['effective_ratio']:.2f})", "-",
+                     f"{sh['maps']} maps of one image: {sh['shared_fraction']:.1%} of the perturbed inputs coincide "
+                     "and are evaluated once"])
     agg = results["aggregations"]
     rows.append(["9 pixel-wise aggregations", f"{agg['pixelwise_64px']['total_ms_per_image']:.1f} ms/img (64 px), "
                  f"{agg['pixelwise_224px']['total_ms_per_image']:.0f} ms/img (224 px)", "-", "-", "all nine together"])
@@ -516,15 +552,18 @@ def report(results: dict) -> str:
     igos = next((r for r in results["explainers"] if r["explainer"] == "igos_pp" and "error" not in r), None)
     p = igos["passes_per_image"] if igos else None
     lines += [] if igos is None else [f"iGOS++ work per image (from `last_stats`): {p['gradient']:.0f} gradient samples in "
-              f"{p['gradient_slots']:.0f} batch slots, {p['forward']:.0f} forward samples in {p['forward_slots']:.0f} "
-              f"slots, {p['candidates']:.0f} line-search candidates over {igos['settings']['iterations']} iterations.", ""]
+              f"{p['gradient_slots']:.0f} batch slots; {p['candidates']:.0f} line-search candidates over "
+              f"{igos['settings']['iterations']} iterations = {p['forward']:.0f} forward samples needed (the bound), "
+              f"{p.get('forward_evaluated', p['forward']):.0f} evaluated in {p['forward_slots']:.0f} slots.", ""]
 
     pr = results["overhead_probes"]
     lines += [f"Overhead probes (this run, chunk of {pr['batch_size']}): model forward {pr['forward_ms_per_chunk']:.1f} ms, "
               f"forward+gradient {pr['gradient_ms_per_chunk']:.1f} ms; drawing one Gaussian noise image per row "
               f"{pr['noise_box_muller_ms_per_chunk']:.1f} ms (SmoothGrad's Box-Muller) / "
-              f"{pr['noise_stateless_normal_ms_per_chunk']:.1f} ms (`stateless_normal`, iGOS++); iGOS++'s forward "
-              f"path-score kernel {pr.get('igos_scores_kernel_ms_per_chunk', float('nan')):.1f} ms; RISE's chunk "
+              f"{pr['noise_stateless_normal_ms_per_chunk']:.1f} ms (plain `stateless_normal`, which iGOS++ no longer "
+              f"uses: it reads noise windows from a fixed table); iGOS++'s forward path-score kernel "
+              f"{pr.get('igos_scores_kernel_ms_per_chunk', float('nan')):.1f} ms; PolyCAM's masked-score kernel "
+              f"{pr.get('polycam_kernel_ms_per_chunk', float('nan')):.1f} ms; RISE's chunk "
               f"kernel {pr.get('rise_chunk_ms_per_chunk', float('nan')):.1f} ms; the model's forward "
               f"images/s at batch 32 / 64 is {pr['forward_rate_batch32_relative']:.0%} / "
               f"{pr['forward_rate_batch64_relative']:.0%} of batch {pr['batch_size']}.", ""]
@@ -541,6 +580,17 @@ def report(results: dict) -> str:
         f"{idr['ratio_fastest']:.2f} / {idr['ratio_cpu']:.2f}",
         f"{idr['loops']['loop-1']['speedup']:.0f}x", f"{idr['loops']['loop-MB']['speedup']:.1f}x",
         _mb(id_mem.get("peak_rss_increase_mb"))]])
+    sh = results.get("insertion_deletion_shared", {})
+    if sh and "error" not in sh:
+        lines += ["", f"**Coinciding inputs.** The reproduction pipeline scores {sh['maps']} maps per image. When two "
+                  "maps of an image have changed the same set of pixels by a step (the same ranking, e.g. a "
+                  "one-member aggregation and its base map, or ties), their perturbed inputs are identical and are "
+                  f"evaluated once. On one synthetic-sign image's pipeline maps ({'trained offline model' if sh['trained_model'] else 'untrained model: run `tfagg reproduce` first for the trained one'}, "
+                  f"{sh['steps']} steps): {sh['model_inputs']} of {sh['nominal_inputs']} inputs evaluated "
+                  f"(**{sh['shared_fraction']:.1%} saved**), {sh['items_per_s']:.2f} curve pairs/s, ratio "
+                  f"**{sh['ratio']:.2f}** to the bound for the inputs evaluated (fastest {sh['ratio_fastest']:.2f}) and "
+                  f"**{sh['effective_ratio']:.2f}** to the bound for all nominal inputs. Identical inputs give "
+                  "identical scores, so no number changes (tested)."]
     lines += ["", f"Per-step loops (timed over {idr['loop_steps_timed']} steps, extrapolated): *loop-1* builds one "
               "perturbed image per map and step in numpy and calls the traced model on a batch of 1 (RISE's "
               "`single_run` style, "
@@ -608,7 +658,13 @@ def report(results: dict) -> str:
     rows.append(["**total**", "", "", f"**{est['seconds_per_image']:.0f}**", f"**{est['hours']:.0f}**"])
     lines += _table(["part", "passes / image", "ratio used", "s / image", "hours for 2000 images"], rows)
     lines += ["", f"**About {est['hours']:.0f} hours ({est['hours'] / 24:.1f} days) on this machine**; insertion/deletion "
-              f"is {100 * est['hours_breakdown']['insertion_deletion'] / est['hours']:.0f} % of it.", ""]
+              f"is {100 * est['hours_breakdown']['insertion_deletion'] / est['hours']:.0f} % of it."]
+    if est.get("hours_with_shared_inputs") is not None:
+        lines += [f"If the share of coinciding insertion/deletion inputs measured above "
+                  f"({est['insertion_deletion_shared_fraction']:.1%}, 64 px, 256 steps) carries over to ImageNet at "
+                  f"1000 steps: about {est['hours_with_shared_inputs']:.0f} hours. (Not assumed in the table: the "
+                  "share depends on the maps.)"]
+    lines += [""]
 
     facts = note_facts(results)
     below = []  # (name, ratio, where, the result dict)
