@@ -169,8 +169,8 @@ def build_cost_probe(model, batch_size: int, num_maps: int = 16, steps: int = 25
         sal = rng.standard_normal((1, num_maps, size, size))
         insertion_deletion(model, image, np.array([0]), sal[:, :1], steps=steps, batch_size=batch_size)
         scorer = cm._scorer_for(model, batch_size, size, size)
-        tables = cm._group_tables(image, sal, "normal", cm._image_keys(0, 1, cm.BASELINE_STREAM),
-                                  cm._image_keys(0, 1, cm.TIE_BREAK_STREAM), 0, 1, steps)
+        tables, _ = cm._group_tables(image, sal, "normal", cm._image_keys(0, 1, cm.BASELINE_STREAM),
+                                     cm._image_keys(0, 1, cm.TIE_BREAK_STREAM), 0, 1, steps)
         desc = cm._item_descriptors(np.arange(batch_size, 2 * batch_size), num_maps, steps, np.array([False, True]))
         labels = tf.zeros((batch_size,), tf.int32)
         prepared = scorer.build(*tables, *desc)

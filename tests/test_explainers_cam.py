@@ -229,6 +229,16 @@ def test_polycam_upsampling_matrix_equals_tf_bilinear_resize():
         np.testing.assert_allclose(mine, bilinear(a, height, width), atol=2e-6)  # the hand-written one
 
 
+def test_polycam_resize_equals_tf_bilinear_resize_up_and_down():
+    """LNorm resizes maps down to the coarser layer and back up: both directions must match TF."""
+    from tfagg.explainers.polycam import _resize
+
+    for h, w, height, width in [(32, 32, 16, 16), (16, 16, 4, 4), (7, 9, 3, 2), (4, 4, 32, 32), (5, 3, 11, 8)]:
+        a = RNG.random((3, h, w)).astype(np.float32)
+        expected = tf.image.resize(a[..., None], (height, width), method="bilinear").numpy()[..., 0]
+        np.testing.assert_allclose(_resize(a, (height, width)), expected, atol=2e-6)
+
+
 def test_polycam_default_layers_include_the_stem_resolution():
     from tfagg.explainers.polycam import default_polycam_layers
     from tfagg.models import resnet18
