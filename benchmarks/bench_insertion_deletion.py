@@ -157,7 +157,7 @@ def bench_shared_inputs(model, bounds: RawBounds, batch_size: int, steps: int, r
 
 
 def build_cost_probe(model, batch_size: int, num_maps: int = 16, steps: int = 256, rounds: int = 3) -> dict:
-    """ms per batch of the scorer's input build (gather from the pixel table), the fused
+    """ms per batch of the scorer's input build (select between image and baseline), the fused
     build+score call and the model's forward pass on prepared inputs (private API of
     ``tfagg.metrics.causal_metrics``; returns ``{"error": ...}`` if it changed)."""
     try:

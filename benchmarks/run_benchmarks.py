@@ -105,8 +105,8 @@ BELOW_TARGET_NOTES = {
         "drawing and packing of grids is ~1 % (profiled separately). It grows 12x to 224 px, the model "
         "~{model_scale:.0f}x (see --full)."),
     "insertion_deletion": (
-        "measured in this run, per batch of {b}: building the perturbed inputs inside the traced call (index "
-        "arithmetic + a gather of every pixel from the image/baseline table) {id_build_ms:.1f} ms; the fused "
+        "measured in this run, per batch of {b}: building the perturbed inputs inside the traced call (gather "
+        "of the step maps, compare, and a select between image and baseline) {id_build_ms:.1f} ms; the fused "
         "build+score call {id_fused_ms:.1f} ms against {id_score_ms:.1f} ms for the same call on prepared "
         "inputs -- the build is ~{id_build_share:.0%} of the width-16 model's forward pass at 64 px. It scales "
         "with the pixels (12x to 224 px), the model ~{model_scale:.0f}x, so it nearly vanishes at paper scale "
@@ -122,7 +122,7 @@ BELOW_TARGET_NOTES = {
     "insertion_deletion@224": (
         "only {id224_batches} batches per call here (1 map x {id224_steps} steps = {id224_passes} passes, "
         "{id224_useful:.0%} of the batch slots used), so the paired rounds are few and short: compare the fastest-round ratio ({ratio_fastest:.2f}). The one per-batch overhead found at "
-        "64 px, building the inputs by a gather from the pixel table ({id_build_ms:.1f} ms per batch of 128 at "
+        "64 px, building the inputs by a select between image and baseline ({id_build_ms:.1f} ms per batch of 128 at "
         "64 px), grows with the pixels (12x) while the model grows ~{model_scale:.0f}x."),
 }
 

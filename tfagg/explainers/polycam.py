@@ -257,7 +257,10 @@ class PolyCAM(TracedFunctionCache, Explainer):
         mask = tf.reshape(tf.dynamic_stitch(positions, parts), (chunk, height, width, 3))
         if invert:
             mask = 1.0 - mask
-        masked = mask * tf.gather(differences, image_index)
+        first = image_index[0]
+        masked = tf.cond(tf.reduce_all(tf.equal(image_index, first)),
+                         lambda: mask * differences[first][None],  # one image: broadcast, no gathered copy
+                         lambda: mask * tf.gather(differences, image_index))
         fill = self.fill_value()
         if np.any(fill != 0):  # a (1, H, W, 3) addend: broadcasting over channels is slow on CPU
             masked = masked + tf.constant(np.broadcast_to(fill, (1, height, width, 3)).copy())
