@@ -505,7 +505,9 @@ def _evaluate(scorer, x, y, sal, steps, baseline, seed, items_per_image, deletio
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, unit="img", desc="insertion/deletion")
+        # progress in images (fractions while an image's inputs stream through the model)
+        bar = tqdm(total=n, desc="insertion/deletion",
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} (" + str(n) + " images)")
 
     def emit(scores, k):
         nonlocal written
