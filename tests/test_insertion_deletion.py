@@ -325,7 +325,7 @@ def test_changed_set_fingerprints_match_set_equality():
                 assert (sets[a] == sets[b]) == bool(np.all(fp[a, t] == fp[b, t]))
 
 
-def test_coinciding_inputs_share_one_forward_pass_and_change_no_score(cnn_setup):
+def test_coinciding_inputs_share_one_forward_pass_and_change_no_score(cnn_setup, monkeypatch):
     model, images, labels, maps = cnn_setup
     rng = np.random.default_rng(7)
     a = maps[:, 0]
@@ -351,6 +351,12 @@ def test_coinciding_inputs_share_one_forward_pass_and_change_no_score(cnn_setup)
     assert together.model_inputs == 3 * 2 + 2 * distinct
     # same_order shares all of its inputs with a; top_agrees shares some of them
     assert together.model_inputs < together.nominal_inputs - 3 * 2 * (steps - 1)
+    # one image per group, batches straddling groups: the same evaluated inputs and scores
+    monkeypatch.setattr(idmod, "_GROUP_BYTES", 1)
+    grouped = insertion_deletion(model, images, labels, stack, steps=steps, seed=4, batch_size=7, return_curves=True)
+    assert grouped.model_inputs == together.model_inputs
+    np.testing.assert_allclose(grouped.insertion_curve, together.insertion_curve, atol=1e-6)
+    np.testing.assert_allclose(grouped.deletion_curve, together.deletion_curve, atol=1e-6)
 
 
 def test_insertion_only_shares_inputs_too(cnn_setup):
